@@ -1,0 +1,150 @@
+"""The error family: every failure that reaches a client carries its public code, HTTP status and suggestion.
+
+One root (`NanoeditError`) with two families under it: `ClientInputError` (4xx, raised while validating a
+request) and `JobError` (a job's terminal error, stored in `job.error`). The API's single error handler turns
+any of them into the design §4 error body; nothing else builds that body. `details` is technical but never
+`str(exception)` of a third-party error (it could carry keys or internals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorSpec:
+    """Public facts about one error code."""
+
+    code: str
+    status: int
+    message: str
+    suggestion: str
+    retry_after_s: int | None = None
+
+
+_SPECS: dict[str, ErrorSpec] = {
+    spec.code: spec
+    for spec in (
+        ErrorSpec("invalid_request", 400, "The request is not valid.",
+                  "Check the request against GET /openapi.json and try again."),
+        ErrorSpec("missing_instruction", 400, "An instruction is required.",
+                  "Send a non-blank 'instruction' field describing the edit, e.g. 'make it black and white'."),
+        ErrorSpec("too_many_images", 400, "Too many images for this operation.",
+                  "Send 1..N images for 'edit', ≥ 2 for 'compose' and exactly 2 (content, style) for "
+                  "'style_transfer'."),
+        ErrorSpec("not_enough_images", 400, "Not enough images for this operation.",
+                  "Attach at least one image ('image' file field or JSON 'images'); 'compose' needs ≥ 2 and "
+                  "'style_transfer' exactly 2 (content first, then style)."),
+        ErrorSpec("unsupported_media_type", 415, "This file is not an image format we accept.",
+                  "Send PNG, JPEG, WebP, GIF, BMP, TIFF or HEIC/HEIF; the type is detected from the bytes, "
+                  "not the file name."),
+        ErrorSpec("image_corrupt", 422, "The image could not be decoded.",
+                  "The file looks truncated or damaged: re-export or re-upload the original image."),
+        ErrorSpec("image_too_large", 413, "The image file is too large.",
+                  "Compress or downscale the image below the byte limit and retry."),
+        ErrorSpec("image_too_many_pixels", 422, "The image has too many pixels.",
+                  "Downscale the image below the pixel limit (width × height) and retry."),
+        ErrorSpec("payload_too_large", 413, "The request body is too large.",
+                  "Send fewer or smaller images in one request."),
+        ErrorSpec("unauthorized", 401, "A valid API key is required.",
+                  "Send 'Authorization: Bearer <key>' or 'X-API-Key: <key>' with a key issued to you."),
+        ErrorSpec("forbidden", 403, "You may not access this resource.",
+                  "Use the key that created the job, or the admin token for monitoring routes."),
+        ErrorSpec("not_found", 404, "Not found.",
+                  "Check the URL and the job id; GET /v1 lists the routes."),
+        ErrorSpec("gone", 410, "This job has expired and its data was deleted.",
+                  "Submit the job again; results are kept until the job's expires_at."),
+        ErrorSpec("conflict", 409, "The request conflicts with the job's current state.",
+                  "GET the job to see its status; a finished job cannot be canceled."),
+        ErrorSpec("rate_limited", 429, "Too many requests.", "Wait for Retry-After seconds and retry.",
+                  retry_after_s=5),
+        ErrorSpec("idempotency_key_reused", 422, "This Idempotency-Key was used for a different request.",
+                  "Use a new Idempotency-Key for a new request, or resend exactly the original request."),
+        ErrorSpec("service_unavailable", 503, "The service is temporarily unavailable.",
+                  "Retry after Retry-After seconds; if it persists, contact the operators.", retry_after_s=5),
+        # Job errors (job.error); status is what the job endpoint would answer if surfaced directly.
+        ErrorSpec("content_blocked", 422, "The model declined this request for safety reasons.",
+                  "Rephrase the instruction or use a different image; blocked requests are not retried."),
+        ErrorSpec("no_image_generated", 422, "The model did not return an image.",
+                  "Make the instruction more explicit about the image you want and retry."),
+        ErrorSpec("upstream_rate_limited", 429, "The image model's quota was exhausted.",
+                  "Retry later; the service already retried within its deadline.", retry_after_s=60),
+        ErrorSpec("upstream_timeout", 504, "The image model did not answer in time.",
+                  "Retry the job; simpler instructions and smaller images answer faster."),
+        ErrorSpec("upstream_unavailable", 503, "The image model is unavailable.",
+                  "Retry the job in a few minutes.", retry_after_s=30),
+        ErrorSpec("upstream_auth_error", 502, "The service could not authenticate with the image model.",
+                  "This is a service configuration problem: contact the operators."),
+        ErrorSpec("model_unavailable", 502, "The configured image model is not available.",
+                  "This is a service configuration problem: contact the operators."),
+        ErrorSpec("deadline_exceeded", 504, "The job did not finish before its deadline.",
+                  "Retry the job; if it keeps happening the service is overloaded."),
+        ErrorSpec("canceled", 409, "The job was canceled.", "Submit a new job if you still need the result."),
+        ErrorSpec("internal_error", 500, "Something went wrong on our side.",
+                  "Retry; if it persists, contact the operators with the request id."),
+    )
+}
+
+def spec_for(code: str) -> ErrorSpec:
+    """The spec of a code; unknown codes fall back to internal_error so a typo never leaks a 200."""
+    return _SPECS.get(code, _SPECS["internal_error"])
+
+
+def all_codes() -> list[str]:
+    return sorted(_SPECS)
+
+
+class NanoeditError(Exception):
+    """Root of every error we raise on purpose."""
+
+    code = "internal_error"
+
+    def __init__(self, details: str = "", *, code: str | None = None, message: str | None = None,
+                 suggestion: str | None = None, status: int | None = None,
+                 retry_after_s: int | None = None) -> None:
+        if code is not None:
+            self.code = code
+        spec = spec_for(self.code)
+        self.details = details
+        self.message = message or spec.message
+        self.suggestion = suggestion or spec.suggestion
+        self.status = status or spec.status
+        self.retry_after_s = retry_after_s if retry_after_s is not None else spec.retry_after_s
+        super().__init__(f"{self.code}: {details or self.message}")
+
+    def body(self) -> dict[str, Any]:
+        """The design §4 error body."""
+        return {"error": self.message, "code": self.code, "details": self.details,
+                "suggestion": self.suggestion, "status_code": self.status}
+
+
+class ClientInputError(NanoeditError):
+    """A request we refuse (4xx); nothing was stored or enqueued."""
+
+    code = "invalid_request"
+
+
+class NotFound(NanoeditError):
+    code = "not_found"
+
+
+class Gone(NanoeditError):
+    code = "gone"
+
+
+class Conflict(NanoeditError):
+    code = "conflict"
+
+
+class JobError(NanoeditError):
+    """A job's terminal error; `as_job_error()` is what goes into job.error."""
+
+    def as_job_error(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details,
+                "suggestion": self.suggestion}
+
+
+def job_error(code: str, details: str = "", suggestion: str | None = None) -> dict[str, Any]:
+    """Build a job.error value for `code` without raising."""
+    return JobError(details, code=code, suggestion=suggestion).as_job_error()

@@ -1,0 +1,181 @@
+"""The one typed settings object: read from the environment once, then passed explicitly everywhere.
+
+Names are the public `NANOEDIT_*` configuration of design §3 (plus the SDK's own GEMINI_API_KEY /
+GOOGLE_API_KEY). Nothing else in the code base reads `os.environ` for configuration.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "gemini-2.5-flash-image"
+
+
+class SettingsError(ValueError):
+    """A configuration value is malformed; raised at start-up so a bad deploy fails loudly."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from exc
+    if value < minimum:
+        raise SettingsError(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a number") from exc
+    if value < minimum:
+        raise SettingsError(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "nanoedit"
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str = ""
+
+    provider: str = "local"  # resolved: "gemini" | "local"
+    provider_requested: str = "auto"
+    gemini_api_key: str = field(default="", repr=False)
+    gemini_base_url: str = ""
+    gemini_model: str = DEFAULT_MODEL
+    gemini_concurrency: int = 3
+    gemini_rpm: int = 0
+    gemini_timeout_s: float = 60.0
+    max_retries: int = 4
+    job_deadline_s: int = 600
+    local_delay_s: float = 0.0  # artificial latency of the local provider (demos, chaos tests)
+
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    admin_token: str = field(default="", repr=False)
+
+    job_ttl_s: int = 24 * 3600
+    max_images: int = 8
+    max_image_bytes: int = 20 * 1024 * 1024
+    max_request_bytes: int = 100 * 1024 * 1024
+    max_image_pixels: int = 64_000_000
+    max_long_edge: int = 2048
+
+    # Celery reliability (design §6). Hard limits per stage; visibility timeout derives from them.
+    preprocess_soft_limit_s: int = 60
+    preprocess_hard_limit_s: int = 90
+    max_countdown_s: int = 120
+    max_deliveries: int = 3
+    visibility_timeout_s: int = 0  # 0 = derive: 2 × longest hard limit + max countdown + 60 s
+    worker_heartbeat_s: int = 10
+
+    report_interval_s: int = 30
+    reconcile_interval_s: int = 15
+    alert_rules: str = ""
+    alert_webhook_url: str = ""
+    alert_webhook_secret: str = field(default="", repr=False)
+    slack_webhook_url: str = ""
+    smtp_url: str = field(default="", repr=False)
+    alert_email_to: str = ""
+    log_level: str = "INFO"
+
+    @property
+    def generate_soft_limit_s(self) -> int:
+        return int(self.gemini_timeout_s) + 30
+
+    @property
+    def generate_hard_limit_s(self) -> int:
+        return self.generate_soft_limit_s + 30
+
+    @property
+    def effective_visibility_timeout_s(self) -> int:
+        if self.visibility_timeout_s:
+            return self.visibility_timeout_s
+        longest = max(self.preprocess_hard_limit_s, self.generate_hard_limit_s)
+        return 2 * longest + self.max_countdown_s + 60
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.api_keys)
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (tests, CLI overrides)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        key = env.get("GEMINI_API_KEY", "").strip() or env.get("GOOGLE_API_KEY", "").strip()
+        requested = env.get("NANOEDIT_PROVIDER", "auto").strip().lower() or "auto"
+        if requested not in ("auto", "gemini", "local"):
+            raise SettingsError(f"NANOEDIT_PROVIDER={requested!r}: use auto, gemini or local")
+        provider = requested if requested != "auto" else ("gemini" if key else "local")
+        if provider == "gemini" and not key:
+            raise SettingsError("NANOEDIT_PROVIDER=gemini needs GEMINI_API_KEY or GOOGLE_API_KEY")
+        model = env.get("NANOEDIT_GEMINI_MODEL", "").strip() or DEFAULT_MODEL
+        model = model.removeprefix("models/")
+        return cls(
+            redis_url=env.get("NANOEDIT_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
+            redis_prefix=env.get("NANOEDIT_REDIS_PREFIX", "").strip() or "nanoedit",
+            data_dir=Path(env.get("NANOEDIT_DATA_DIR", "").strip() or "var").resolve(),
+            host=env.get("NANOEDIT_HOST", "").strip() or "127.0.0.1",
+            port=_int(env, "NANOEDIT_PORT", 8000, 1),
+            public_base_url=env.get("NANOEDIT_PUBLIC_BASE_URL", "").strip().rstrip("/"),
+            provider=provider,
+            provider_requested=requested,
+            gemini_api_key=key,
+            gemini_base_url=env.get("NANOEDIT_GEMINI_BASE_URL", "").strip(),
+            gemini_model=model,
+            gemini_concurrency=_int(env, "NANOEDIT_GEMINI_CONCURRENCY", 3, 1),
+            gemini_rpm=_int(env, "NANOEDIT_GEMINI_RPM", 0, 0),
+            gemini_timeout_s=_float(env, "NANOEDIT_GEMINI_TIMEOUT_S", 60.0, 0.1),
+            max_retries=_int(env, "NANOEDIT_MAX_RETRIES", 4, 0),
+            job_deadline_s=_int(env, "NANOEDIT_JOB_DEADLINE_S", 600, 1),
+            local_delay_s=_float(env, "NANOEDIT_LOCAL_DELAY_S", 0.0, 0.0),
+            api_keys=_csv(env, "NANOEDIT_API_KEYS"),
+            admin_token=env.get("NANOEDIT_ADMIN_TOKEN", "").strip(),
+            job_ttl_s=_int(env, "NANOEDIT_JOB_TTL_S", 24 * 3600, 1),
+            max_images=_int(env, "NANOEDIT_MAX_IMAGES", 8, 2),
+            max_image_bytes=_int(env, "NANOEDIT_MAX_IMAGE_BYTES", 20 * 1024 * 1024, 1024),
+            max_request_bytes=_int(env, "NANOEDIT_MAX_REQUEST_BYTES", 100 * 1024 * 1024, 1024),
+            max_image_pixels=_int(env, "NANOEDIT_MAX_IMAGE_PIXELS", 64_000_000, 1),
+            max_long_edge=_int(env, "NANOEDIT_MAX_LONG_EDGE", 2048, 64),
+            preprocess_soft_limit_s=_int(env, "NANOEDIT_PREPROCESS_SOFT_LIMIT_S", 60, 1),
+            preprocess_hard_limit_s=_int(env, "NANOEDIT_PREPROCESS_HARD_LIMIT_S", 90, 2),
+            max_countdown_s=_int(env, "NANOEDIT_MAX_COUNTDOWN_S", 120, 1),
+            max_deliveries=_int(env, "NANOEDIT_MAX_DELIVERIES", 3, 1),
+            visibility_timeout_s=_int(env, "NANOEDIT_VISIBILITY_TIMEOUT_S", 0, 0),
+            worker_heartbeat_s=_int(env, "NANOEDIT_WORKER_HEARTBEAT_S", 10, 1),
+            report_interval_s=_int(env, "NANOEDIT_REPORT_INTERVAL_S", 30, 1),
+            reconcile_interval_s=_int(env, "NANOEDIT_RECONCILE_INTERVAL_S", 15, 1),
+            alert_rules=env.get("NANOEDIT_ALERT_RULES", "").strip(),
+            alert_webhook_url=env.get("NANOEDIT_ALERT_WEBHOOK_URL", "").strip(),
+            alert_webhook_secret=env.get("NANOEDIT_ALERT_WEBHOOK_SECRET", "").strip(),
+            slack_webhook_url=env.get("NANOEDIT_SLACK_WEBHOOK_URL", "").strip(),
+            smtp_url=env.get("NANOEDIT_SMTP_URL", "").strip(),
+            alert_email_to=env.get("NANOEDIT_ALERT_EMAIL_TO", "").strip(),
+            log_level=(env.get("NANOEDIT_LOG_LEVEL", "").strip() or "INFO").upper(),
+        )
