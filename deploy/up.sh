@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make up`: run the whole service on the embedded default.
+#   - a private redis-server (AOF everysec, noeviction, data under NANOEDIT_DATA_DIR/redis) unless
+#     NANOEDIT_REDIS_URL is set;
+#   - every Procfile process (web, preprocess, generate, beat) under honcho;
+#   - Ctrl-C stops everything, the private Redis last (it flushes its AOF on shutdown).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export NANOEDIT_DATA_DIR="${NANOEDIT_DATA_DIR:-$PWD/var}"
+mkdir -p "$NANOEDIT_DATA_DIR"
+port="${NANOEDIT_PORT:-8000}"
+host="${NANOEDIT_HOST:-127.0.0.1}"
+
+port_busy() { python - "$1" <<'PY'
+import socket, sys
+s = socket.socket(); s.settimeout(0.5)
+sys.exit(0 if s.connect_ex(("127.0.0.1", int(sys.argv[1]))) == 0 else 1)
+PY
+}
+
+if port_busy "$port"; then
+  echo "nanoedit: port $port is already in use. Stop what uses it, or run: NANOEDIT_PORT=8001 make up" >&2
+  exit 1
+fi
+
+redis_pid=""
+cleanup() {
+  trap - EXIT INT TERM
+  if [ -n "$redis_pid" ] && kill -0 "$redis_pid" 2>/dev/null; then
+    echo "nanoedit: stopping the private redis-server" >&2
+    redis-cli -p "$redis_port" shutdown >/dev/null 2>&1 || kill "$redis_pid" 2>/dev/null || true
+  fi
+}
+
+if [ -z "${NANOEDIT_REDIS_URL:-}" ]; then
+  bash deploy/ensure-redis.sh
+  redis_dir="$NANOEDIT_DATA_DIR/redis"
+  mkdir -p "$redis_dir"
+  redis_port="${NANOEDIT_REDIS_PORT:-6390}"
+  pidfile="$redis_dir/redis.pid"
+  if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null && redis-cli -p "$redis_port" ping >/dev/null 2>&1; then
+    echo "nanoedit: reusing the private redis-server already running on port $redis_port" >&2
+  else
+    if port_busy "$redis_port"; then
+      echo "nanoedit: port $redis_port (private Redis) is in use by something else; set NANOEDIT_REDIS_PORT" >&2
+      exit 1
+    fi
+    redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$redis_dir" \
+      --appendonly yes --appendfsync everysec --maxmemory-policy noeviction --save "" \
+      --daemonize yes --pidfile "$pidfile" --logfile "$redis_dir/redis.log"
+    for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+  redis_pid="$(cat "$pidfile")"
+  trap cleanup EXIT INT TERM
+  export NANOEDIT_REDIS_URL="redis://127.0.0.1:$redis_port/0"
+  echo "nanoedit: private Redis at $NANOEDIT_REDIS_URL (AOF everysec, data in $redis_dir)" >&2
+fi
+
+# Fail fast on bad configuration, and say which provider is in use.
+python -m shared.startup_banner
+echo "nanoedit: API at http://$host:$port  (try: curl http://$host:$port/v1)  — Ctrl-C stops everything" >&2
+honcho -f Procfile start

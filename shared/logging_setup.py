@@ -1,0 +1,86 @@
+"""JSON logs for every process (python-json-logger), with job/request/task context from contextvars.
+
+`log_context(job_id=..., task_id=...)` adds fields to every record logged inside it. A filter redacts anything
+that looks like a secret (API keys, bearer tokens, whsec_ secrets) so they never reach the log stream.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+from shared.settings import Settings
+
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("nanoedit_log_context",
+                                                                                default=None)
+
+CONTEXT_FIELDS = ("job_id", "request_id", "task_id", "stage")
+
+_SECRET = re.compile(
+    r"(AIza[0-9A-Za-z_\-]{20,}|whsec_[0-9A-Za-z+/=]+|Bearer\s+[^\s\"']+|x-goog-api-key[\"':=\s]+[^\s\"',]+)",
+    re.IGNORECASE)
+
+
+@contextmanager
+def log_context(**fields: Any) -> Iterator[None]:
+    token = _context.set({**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}})
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def current_context() -> dict[str, Any]:
+    return dict(_context.get() or {})
+
+
+class _ContextFilter(logging.Filter):
+    def __init__(self, process: str, secrets: tuple[str, ...]) -> None:
+        super().__init__()
+        self.process = process
+        self.secrets = tuple(s for s in secrets if len(s) >= 6)
+
+    def _redact(self, text: str) -> str:
+        for s in self.secrets:
+            text = text.replace(s, "[REDACTED]")
+        return _SECRET.sub("[REDACTED]", text)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for k, v in (_context.get() or {}).items():
+            if not hasattr(record, k):
+                setattr(record, k, v)
+        record.process_role = self.process
+        if isinstance(record.msg, str):
+            record.msg = self._redact(record.msg)
+        if record.args:
+            record.args = tuple(self._redact(a) if isinstance(a, str) else a for a in record.args) \
+                if isinstance(record.args, tuple) else record.args
+        return True
+
+
+def configure_logging(settings: Settings, *, process: str, stream: Any = None) -> None:
+    """Route the root logger to one JSON handler. Safe to call more than once."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(message)s",
+        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        timestamp=False,
+    ))
+    secrets = (*settings.api_keys, settings.admin_token, settings.gemini_api_key, settings.alert_webhook_secret)
+    handler.addFilter(_ContextFilter(process, secrets))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_nanoedit", False):
+            root.removeHandler(h)
+    handler._nanoedit = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    for noisy in ("urllib3", "httpx", "httpcore", "google_genai", "werkzeug"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

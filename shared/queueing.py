@@ -1,0 +1,96 @@
+"""The Celery app configuration and the `Enqueuer`: how anything (the API, workers, beat) puts work on queues.
+
+The web process imports only this module, never worker code: it enqueues by task *name*, so Pillow-heavy
+preprocessing and google-genai stay out of the API process. Reliability invariants of design §6 are configured
+here once: late acks, reject on worker loss, prefetch 1, per-stage time limits, a visibility timeout derived
+from them (> 2 × longest hard limit + longest countdown).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from shared.settings import Settings
+
+PREPROCESS_QUEUE = "preprocess"
+GENERATE_QUEUE = "generate"
+QUEUES = (PREPROCESS_QUEUE, GENERATE_QUEUE)
+
+TASK_PREPROCESS = "nanoedit.preprocess"
+TASK_GENERATE = "nanoedit.generate"
+TASK_RECONCILE = "nanoedit.reconcile"
+TASK_EXPIRE = "nanoedit.expire"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    vt = settings.effective_visibility_timeout_s
+    exchange = Exchange("nanoedit", type="direct")
+    return {
+        "broker_url": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": vt,
+            # Sweep for messages of dead workers often enough that recovery takes ~ the visibility timeout.
+            "unacked_restore_interval": max(1, min(10, vt // 10)),
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+        },
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_hijack_root_logger": False,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "worker_send_task_events": False,
+        "task_queues": [Queue(q, exchange, routing_key=q) for q in QUEUES],
+        "task_default_queue": PREPROCESS_QUEUE,
+        "task_default_exchange": "nanoedit",
+        "task_default_routing_key": PREPROCESS_QUEUE,
+        "task_routes": {
+            TASK_PREPROCESS: {"queue": PREPROCESS_QUEUE, "routing_key": PREPROCESS_QUEUE},
+            TASK_GENERATE: {"queue": GENERATE_QUEUE, "routing_key": GENERATE_QUEUE},
+            TASK_RECONCILE: {"queue": PREPROCESS_QUEUE, "routing_key": PREPROCESS_QUEUE},
+            TASK_EXPIRE: {"queue": PREPROCESS_QUEUE, "routing_key": PREPROCESS_QUEUE},
+        },
+        "beat_schedule": {
+            "reconcile": {"task": TASK_RECONCILE, "schedule": float(settings.reconcile_interval_s),
+                          "options": {"expires": float(settings.reconcile_interval_s)}},
+            "expire": {"task": TASK_EXPIRE, "schedule": 60.0, "options": {"expires": 60.0}},
+        },
+        "timezone": "UTC",
+    }
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("nanoedit", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    return app
+
+
+class Enqueuer:
+    """Sends stage tasks by name. Task ids are rooted at the job id so logs and brokers tie back to the job."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+
+    def preprocess(self, job_id: str) -> None:
+        self.app.send_task(TASK_PREPROCESS, args=[job_id], task_id=f"{job_id}.preprocess",
+                           queue=PREPROCESS_QUEUE, routing_key=PREPROCESS_QUEUE)
+
+    def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None) -> None:
+        self.app.send_task(TASK_GENERATE, args=[job_id, index, attempt],
+                           task_id=f"{job_id}.generate.{index}.{attempt}", queue=GENERATE_QUEUE,
+                           routing_key=GENERATE_QUEUE, countdown=countdown)
+
+    def queue_depths(self) -> dict[str, int]:
+        """Messages waiting in each queue (kombu's Redis transport keeps a list per queue)."""
+        with self.app.connection_for_write() as conn:
+            client = conn.default_channel.client
+            return {q: int(client.llen(q)) for q in QUEUES}

@@ -1,0 +1,192 @@
+"""Real processes for tests: a private redis-server, Celery worker instances, beat and the gunicorn API.
+
+Fixtures in tests/conftest.py use these. Services that are missing skip the test locally but fail it in CI
+(CI=true), so a green CI run always means the real thing ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_binary(name: str) -> str:
+    path = shutil.which(name)
+    if path:
+        return path
+    if os.environ.get("CI"):
+        pytest.fail(f"{name} is required in CI but not installed")
+    pytest.skip(f"{name} not installed")
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+class RedisServer:
+    def __init__(self) -> None:
+        self.binary = require_binary("redis-server")
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="nanoedit-redis-")
+        self.proc = subprocess.Popen(
+            [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir, "--save", "",
+             "--appendonly", "no", "--maxmemory-policy", "noeviction", "--databases", "32"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port)
+        wait_for(lambda: _ping(client), 10, "redis-server")
+
+    def url(self, db: int = 0) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _ping(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def kill_group(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the process and its children (each Proc runs in its own session)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, sig)
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.kill_group(signal.SIGTERM)
+            try:
+                self.popen.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill_group(signal.SIGKILL)
+                self.popen.wait(5)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@dataclass
+class Stack:
+    """A full nanoedit deployment on one Redis database: API + preprocess/generate workers (+ beat)."""
+
+    env: dict[str, str]
+    data_dir: Path
+    port: int
+    procs: dict[str, Proc] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def spawn(self, name: str, args: list[str]) -> Proc:
+        log_path = self.data_dir / f"{name}.log"
+        fh = open(log_path, "ab")  # noqa: SIM115  (owned by the child for its lifetime)
+        popen = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=self.env, stdout=fh,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        proc = Proc(name, popen, log_path)
+        self.procs[name] = proc
+        return proc
+
+    def start_worker(self, queue: str, concurrency: int, name: str | None = None) -> Proc:
+        name = name or queue
+        return self.spawn(name, ["celery", "-A", "workers.celery_app", "worker", "-Q", queue, "-n",
+                                 f"{name}@%h", "-c", str(concurrency), "--without-mingle", "--without-gossip",
+                                 "--loglevel", "INFO"])
+
+    def start_beat(self) -> Proc:
+        return self.spawn("beat", ["celery", "-A", "workers.celery_app", "beat", "-s",
+                                   str(self.data_dir / "celerybeat-schedule"), "--loglevel", "INFO"])
+
+    def start_api(self) -> Proc:
+        return self.spawn("web", ["gunicorn", "--config", "deploy/gunicorn.conf.py", "api.wsgi:app"])
+
+    def wait_live(self, queues: tuple[str, ...] = ("preprocess", "generate"), timeout_s: float = 60) -> None:
+        r = redis.Redis.from_url(self.env["NANOEDIT_REDIS_URL"], decode_responses=True)
+        prefix = self.env.get("NANOEDIT_REDIS_PREFIX", "nanoedit")
+
+        def live() -> bool:
+            self._check_alive()
+            now = time.time()
+            return all(r.zrangebyscore(f"{prefix}:workers:{q}", now - 30, "+inf") for q in queues)
+
+        wait_for(live, timeout_s, f"workers on {queues}", 0.2)
+
+    def wait_api(self, timeout_s: float = 30) -> None:
+        def up() -> bool:
+            self._check_alive()
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_for(up, timeout_s, "the API", 0.1)
+
+    def _check_alive(self) -> None:
+        for p in self.procs.values():
+            if p.popen.poll() is not None and p.name in ("web",):
+                raise RuntimeError(f"{p.name} exited early:\n{p.log()[-3000:]}")
+
+    def stop(self) -> None:
+        for p in self.procs.values():
+            p.stop()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {n} ---\n{p.log()[-4000:]}" for n, p in self.procs.items())
+
+
+def make_stack(redis_url: str, data_dir: Path, **overrides: str) -> Stack:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NANOEDIT_", "GEMINI_", "GOOGLE_API"))}
+    env.update({
+        "NANOEDIT_REDIS_URL": redis_url,
+        "NANOEDIT_DATA_DIR": str(data_dir),
+        "NANOEDIT_PORT": str(port),
+        "NANOEDIT_HOST": "127.0.0.1",
+        "NANOEDIT_PROVIDER": "local",
+        "NANOEDIT_WORKER_HEARTBEAT_S": "1",
+        "NANOEDIT_RECONCILE_INTERVAL_S": "2",
+        "NANOEDIT_WEB_WORKERS": "2",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(overrides)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return Stack(env=env, data_dir=data_dir, port=port)

@@ -1,0 +1,50 @@
+"""What a worker process needs to run a stage, built once per process from the settings.
+
+Built lazily after Celery forks its pool children (connections and SDK clients must not cross a fork).
+Tests build a `WorkerContext` directly with stubs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from shared.blobs import BlobStore, FilesystemBlobStore
+from shared.clock import Clock, SystemClock
+from shared.jobs.store import JobStore
+from shared.queueing import Enqueuer, make_celery
+from shared.redis_conn import Keys, redis_client
+from shared.settings import Settings
+from workers.providers.base import Provider
+
+
+@dataclass(slots=True)
+class WorkerContext:
+    settings: Settings
+    store: JobStore
+    blobs: BlobStore
+    enqueuer: Enqueuer
+    clock: Clock
+    provider_factory: Callable[[], Provider]
+    _provider: Provider | None = field(default=None, init=False)
+
+    @property
+    def provider(self) -> Provider:
+        if self._provider is None:
+            self._provider = self.provider_factory()
+        return self._provider
+
+
+def build_context(settings: Settings, enqueuer: Enqueuer | None = None) -> WorkerContext:
+    from workers.providers import build_provider  # lazy: keeps google-genai out of processes that never call it
+
+    clock = SystemClock()
+    r = redis_client(settings)
+    return WorkerContext(
+        settings=settings,
+        store=JobStore(r, Keys(settings.redis_prefix), clock),
+        blobs=FilesystemBlobStore(settings.blob_dir),
+        enqueuer=enqueuer or Enqueuer(make_celery(settings)),
+        clock=clock,
+        provider_factory=lambda: build_provider(settings),
+    )

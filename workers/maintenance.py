@@ -1,0 +1,59 @@
+"""Beat-scheduled upkeep: end jobs past their deadline, re-enqueue jobs whose message was lost, expire data.
+
+This is what makes "an accepted job always reaches a terminal state" hold even when a message is lost (Redis
+failover, the ≤ 1 s AOF window) or a worker keeps dying: the deadline index is the backstop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from shared.errors import NanoeditError, job_error
+from shared.jobs.model import QUEUED
+from shared.queueing import PREPROCESS_QUEUE
+from workers import pipeline
+from workers.context import WorkerContext
+
+log = logging.getLogger("nanoedit.maintenance")
+
+
+def reconcile(ctx: WorkerContext) -> dict[str, Any]:
+    ended = 0
+    for job_id in ctx.store.overdue():
+        try:
+            job = ctx.store.get(job_id)
+        except NanoeditError:
+            job = None
+        if job is None or job.terminal:
+            ctx.store.r.zrem(ctx.store.keys.deadlines, job_id)
+            continue
+        for index in range(job.num_images):
+            if index not in job.outputs:
+                ctx.store.record_output(job_id, index, {"status": "failed", "error": job_error(
+                    "deadline_exceeded",
+                    f"output {index} not produced within {ctx.settings.job_deadline_s}s")})
+        if pipeline.finalize(ctx, job_id, force=True):
+            ended += 1
+            log.warning("job ended by deadline", extra={"job_id": job_id})
+
+    requeued = 0
+    stale_before_ms = (ctx.clock.now() - ctx.settings.effective_visibility_timeout_s - 60) * 1000
+    waiting = ctx.store.r.zrangebyscore(ctx.store.keys.waiting(PREPROCESS_QUEUE), "-inf", stale_before_ms,
+                                        start=0, num=200)
+    for raw in waiting:
+        job_id = str(raw)
+        if ctx.store.status_of(job_id) == QUEUED:
+            # Its message should have been delivered (or restored) by now: send it again, same task id.
+            ctx.enqueuer.preprocess(job_id)
+            ctx.store.mark_waiting(PREPROCESS_QUEUE, job_id, ctx.clock.now() * 1000)
+            requeued += 1
+            log.warning("re-enqueued a queued job whose message looks lost", extra={"job_id": job_id})
+    return {"ended_by_deadline": ended, "requeued": requeued}
+
+
+def expire(ctx: WorkerContext) -> dict[str, Any]:
+    deleted = ctx.store.expire_due(ctx.blobs)
+    if deleted:
+        log.info("expired jobs deleted", extra={"count": deleted})
+    return {"expired": deleted}

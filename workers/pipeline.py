@@ -1,0 +1,224 @@
+"""The job's stages as plain functions: preprocess → generate (one per output) → finalize.
+
+No Celery here (tasks.py wraps these), so the rules read top to bottom and unit tests call them directly.
+Every stage is idempotent: a redelivered task finds what it already stored and does not redo it (in particular
+it never calls the provider again for an output that is stored). A stage never raises for bad data: it ends
+the job with an error that has a code and a suggestion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from shared.blobs import input_key, output_key, prepared_key
+from shared.clock import rfc3339
+from shared.errors import ClientInputError, NanoeditError, job_error
+from shared.jobs.model import CANCELING, QUEUED, RUNNING, Job
+from shared.queueing import GENERATE_QUEUE, PREPROCESS_QUEUE
+from workers.context import WorkerContext
+from workers.providers.base import EditRequest, InputImage, ProviderError
+from workers.retry import backoff_delay
+
+log = logging.getLogger("nanoedit.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """Control flow: the generate task should be re-enqueued after `countdown` seconds."""
+
+    countdown: float
+    attempt: int
+
+
+def _load(ctx: WorkerContext, job_id: str) -> Job | None:
+    try:
+        return ctx.store.get(job_id)
+    except NanoeditError:  # Gone: expired while queued; nothing to do
+        return None
+
+
+# -- preprocess -------------------------------------------------------------------------------------------
+def run_preprocess(ctx: WorkerContext, job_id: str) -> None:
+    from workers.preprocess import prepare_image  # Pillow-heavy; imported where used
+
+    job = _load(ctx, job_id)
+    if job is None or job.terminal:
+        return
+    store, now = ctx.store, ctx.clock.now()
+    store.unmark_waiting(PREPROCESS_QUEUE, job_id)
+    if job.status == QUEUED:
+        moved = store.transition(job_id, RUNNING, {"started_at": now, "stage": "preprocessing",
+                                                  "preprocess_started_at": now})
+        if not moved.ok:  # canceled (or failed) between our read and the write
+            return
+    elif job.status == CANCELING:
+        if store.r.hget(store.keys.job(job_id), "generate_enqueued") != "1":
+            finalize(ctx, job_id, force=True)
+        return
+    elif store.r.hget(store.keys.job(job_id), "generate_enqueued") == "1":
+        return  # a redelivery after generate tasks went out: the rest of the job is already on its way
+
+    prepared: list[dict[str, Any]] = []
+    for meta in job.inputs:
+        key = prepared_key(job_id, meta.index)
+        try:
+            image = prepare_image(ctx.blobs.get(input_key(job_id, meta.index)),
+                                  max_bytes=ctx.settings.max_image_bytes,
+                                  max_pixels=ctx.settings.max_image_pixels,
+                                  max_long_edge=ctx.settings.max_long_edge)
+        except ClientInputError as exc:
+            store.finish(job_id, "failed", error=job_error(exc.code, f"input {meta.index}: {exc.details}"))
+            return
+        ctx.blobs.put(key, image.data)
+        prepared.append({"index": meta.index, "mime_type": image.mime_type, "width": image.width,
+                         "height": image.height, "bytes": len(image.data)})
+
+    if store.cancel_requested(job_id):
+        finalize(ctx, job_id, force=True)
+        return
+    done_at = ctx.clock.now()
+    if not store.set_stage(job_id, "generating", {"preprocess_done_at": done_at, "prepared": prepared}):
+        return
+    store.mark_waiting(GENERATE_QUEUE, job_id, job.created_at * 1000)
+    for index in range(job.num_images):
+        ctx.enqueuer.generate(job_id, index, attempt=1)
+    store.update_if(job_id, (RUNNING, CANCELING), {"generate_enqueued": "1"})
+
+
+# -- generate ---------------------------------------------------------------------------------------------
+def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int) -> RetryLater | None:
+    """Produce output `index`. Returns RetryLater for a transient failure worth another attempt."""
+    job = _load(ctx, job_id)
+    if job is None or job.terminal:
+        return None
+    store = ctx.store
+    store.unmark_waiting(GENERATE_QUEUE, job_id)
+    if index in job.outputs:
+        _maybe_finalize(ctx, job_id, len(job.outputs), job.num_images)
+        return None
+    if job.cancel_requested or job.status == CANCELING:
+        return _resolve(ctx, job, index, {"status": "canceled"})
+    if ctx.clock.now() >= job.deadline_at:
+        return _resolve(ctx, job, index, {"status": "failed", "error": job_error(
+            "deadline_exceeded", f"output {index} not produced before the job deadline")})
+    if ctx.blobs.exists(output_key(job_id, index)):
+        # Stored by an earlier delivery that died before recording it: record, never call the provider again.
+        return _resolve(ctx, job, index, _output_meta(ctx.blobs.get(output_key(job_id, index))))
+
+    store.set_stage(job_id, "generating")
+    request = _edit_request(ctx, job, index)
+    started = ctx.clock.now()
+    try:
+        result = ctx.provider.edit(request)
+    except ProviderError as exc:
+        duration_ms = round((ctx.clock.now() - started) * 1000)
+        _attempt(ctx, job_id, index, attempt, exc.outcome, duration_ms, started, exc.code)
+        return _after_failure(ctx, job, index, attempt, exc)
+    duration_ms = round((ctx.clock.now() - started) * 1000)
+    store.add_billed_call(job_id)
+    _attempt(ctx, job_id, index, attempt, "succeeded", duration_ms, started, None)
+    if store.cancel_requested(job_id):
+        # Honest cancel: the call finished (and was billed) but its result is discarded.
+        return _resolve(ctx, job, index, {"status": "canceled", "billed": True})
+    if not result.images:
+        return _after_failure(ctx, job, index, attempt,
+                              ProviderError("provider returned no image", code="no_image_generated"))
+    store.set_stage(job_id, "storing")
+    image = result.images[0]
+    ctx.blobs.put(output_key(job_id, index), image.data)
+    meta = _output_meta(image.data, image.mime_type)
+    if result.text:
+        store.update_if(job_id, (RUNNING, CANCELING), {"text": result.text})
+    return _resolve(ctx, job, index, meta)
+
+
+def _after_failure(ctx: WorkerContext, job: Job, index: int, attempt: int,
+                   exc: ProviderError) -> RetryLater | None:
+    retries_used = attempt - 1
+    if exc.retryable and retries_used < ctx.settings.max_retries:
+        delay = backoff_delay(attempt, cap_s=float(ctx.settings.max_countdown_s), hint_s=exc.retry_after_hint_s)
+        if ctx.clock.now() + delay < job.deadline_at:
+            log.info("retrying output", extra={"job_id": job.id, "output": index, "attempt": attempt,
+                                               "outcome": exc.outcome, "countdown_s": round(delay, 2)})
+            return RetryLater(countdown=delay, attempt=attempt + 1)
+    return _resolve(ctx, job, index, {"status": "failed", "error": exc.as_job_error()})
+
+
+def _edit_request(ctx: WorkerContext, job: Job, index: int) -> EditRequest:
+    raw = ctx.store.r.hget(ctx.store.keys.job(job.id), "prepared") or "[]"
+    prepared = {int(p["index"]): p for p in json.loads(str(raw))}
+    images = tuple(
+        InputImage(data=ctx.blobs.get(prepared_key(job.id, meta.index)),
+                   mime_type=prepared.get(meta.index, {}).get("mime_type", "image/png"))
+        for meta in job.inputs
+    )
+    return EditRequest(operation=job.operation, instruction=job.instruction, images=images,
+                       image_description=job.image_description, output_index=index, model=job.model)
+
+
+def _output_meta(data: bytes, mime_type: str | None = None) -> dict[str, Any]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        width, height = im.size
+        mime = mime_type or Image.MIME.get(im.format or "", "application/octet-stream")
+    return {"status": "succeeded", "mime_type": mime, "width": width, "height": height, "bytes": len(data),
+            "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _attempt(ctx: WorkerContext, job_id: str, index: int, n: int, outcome: str, duration_ms: int,
+             at: float, code: str | None) -> None:
+    ctx.store.add_attempt(job_id, {"output": index, "n": n, "outcome": outcome, "at": rfc3339(at),
+                                   "duration_ms": duration_ms, "error_code": code})
+
+
+def _resolve(ctx: WorkerContext, job: Job, index: int, result: dict[str, Any]) -> RetryLater | None:
+    """Record output `index`'s final result; the caller that resolves the last output finalizes the job."""
+    resolved = ctx.store.record_output(job.id, index, result)
+    _maybe_finalize(ctx, job.id, resolved, job.num_images)
+    return None
+
+
+def _maybe_finalize(ctx: WorkerContext, job_id: str, resolved: int, total: int) -> None:
+    if resolved >= total:
+        finalize(ctx, job_id)
+
+
+# -- finalize ---------------------------------------------------------------------------------------------
+def finalize(ctx: WorkerContext, job_id: str, *, force: bool = False) -> bool:
+    """The one terminal write from the outputs' results, once every output is resolved (or `force`, when no
+    further output can arrive: canceled before generation, deadline passed). True if this call made it."""
+    job = _load(ctx, job_id)
+    if job is None or job.terminal:
+        return False
+    if not force and len(job.outputs) < job.num_images:
+        return False
+    now = ctx.clock.now()
+    extra = {"generate_done_at": now}
+    succeeded = [o for o in job.outputs.values() if o.get("status") == "succeeded"]
+    failed = [o for o in job.outputs.values() if o.get("status") == "failed"]
+    if job.cancel_requested or job.status == CANCELING:
+        billed = job.billed_calls
+        result = ctx.store.finish(job_id, "canceled", extra=extra, error=job_error(
+            "canceled", f"canceled by the client; billed provider calls: {billed}"))
+    elif len(succeeded) == job.num_images:
+        result = ctx.store.finish(job_id, "succeeded", extra=extra)
+    elif succeeded:
+        result = ctx.store.finish(job_id, "partially_succeeded", extra=extra,
+                                  error=failed[0]["error"] if failed else None)
+    else:
+        error = failed[0]["error"] if failed else job_error("internal_error", "no output was produced")
+        result = ctx.store.finish(job_id, "failed", extra=extra, error=error)
+    if result.ok:
+        log.info("job finished", extra={"job_id": job_id, "status": ctx.store.status_of(job_id)})
+    return result.ok
+
+
+def fail_job(ctx: WorkerContext, job_id: str, code: str, details: str) -> bool:
+    """End a job with an error from outside the normal flow (poison message, time limit, crash)."""
+    return ctx.store.finish(job_id, "failed", error=job_error(code, details)).ok

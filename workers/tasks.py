@@ -1,0 +1,102 @@
+"""Celery tasks: thin wrappers that add the poison guard, time limits and the never-die rule to the pipeline.
+
+Each task body: count this delivery (a message redelivered more than NANOEDIT_MAX_DELIVERIES times fails its
+job instead of looping), run the stage, and turn anything unexpected into a failed job with `internal_error`
+(the traceback goes to the log, never to the client). A hard time limit kills the child; the message is then
+rejected and redelivered (task_reject_on_worker_lost), and the poison guard bounds how often that happens.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from shared.errors import job_error
+from shared.logging_setup import log_context
+from shared.queueing import TASK_EXPIRE, TASK_GENERATE, TASK_PREPROCESS, TASK_RECONCILE
+from workers import maintenance, pipeline
+from workers.celery_app import app, settings
+from workers.context import WorkerContext, build_context
+
+log = logging.getLogger("nanoedit.tasks")
+
+_ctx: WorkerContext | None = None
+
+
+def context() -> WorkerContext:
+    """Per-process context, built on first use inside the pool child (after the fork)."""
+    global _ctx
+    if _ctx is None:
+        _ctx = build_context(settings)
+    return _ctx
+
+
+def _poisoned(ctx: WorkerContext, task: Task, job_id: str) -> bool:
+    task_id = str(task.request.id)
+    ttl = ctx.settings.effective_visibility_timeout_s * (ctx.settings.max_deliveries + 2)
+    n = ctx.store.count_delivery(task_id, ttl)
+    if n > ctx.settings.max_deliveries:
+        log.error("poison message: failing job", extra={"job_id": job_id, "task_id": task_id, "deliveries": n})
+        pipeline.fail_job(ctx, job_id, "internal_error",
+                          f"task {task_id} was delivered {n} times without finishing")
+        return True
+    return False
+
+
+def _crash(ctx: WorkerContext, job_id: str, stage: str, exc: BaseException) -> None:
+    log.exception("stage crashed; failing job", extra={"job_id": job_id, "stage": stage})
+    try:
+        pipeline.fail_job(ctx, job_id, "internal_error", f"{stage} failed unexpectedly ({type(exc).__name__})")
+    except Exception:  # Redis itself is down: the deadline reconciler will end the job later
+        log.exception("could not record the failure", extra={"job_id": job_id})
+
+
+@app.task(name=TASK_PREPROCESS, bind=True, soft_time_limit=settings.preprocess_soft_limit_s,
+          time_limit=settings.preprocess_hard_limit_s)
+def preprocess(self: Task, job_id: str) -> None:
+    ctx = context()
+    with log_context(job_id=job_id, task_id=self.request.id, stage="preprocessing"):
+        if _poisoned(ctx, self, job_id):
+            return
+        try:
+            pipeline.run_preprocess(ctx, job_id)
+        except SoftTimeLimitExceeded:
+            pipeline.fail_job(ctx, job_id, "internal_error",
+                              f"preprocessing exceeded {ctx.settings.preprocess_soft_limit_s}s")
+        except Exception as exc:
+            _crash(ctx, job_id, "preprocess", exc)
+
+
+@app.task(name=TASK_GENERATE, bind=True, soft_time_limit=settings.generate_soft_limit_s,
+          time_limit=settings.generate_hard_limit_s)
+def generate(self: Task, job_id: str, index: int, attempt: int = 1) -> None:
+    ctx = context()
+    with log_context(job_id=job_id, task_id=self.request.id, stage="generating"):
+        if _poisoned(ctx, self, job_id):
+            return
+        try:
+            retry = pipeline.run_generate(ctx, job_id, index, attempt)
+        except SoftTimeLimitExceeded:
+            # The provider call outlived its timeout by a wide margin: treat it as an upstream timeout.
+            ctx.store.record_output(job_id, index, {"status": "failed", "error": job_error(
+                "upstream_timeout", f"output {index} exceeded the task time limit")})
+            pipeline.finalize(ctx, job_id)
+            return
+        except Exception as exc:
+            _crash(ctx, job_id, "generate", exc)
+            return
+        if retry is not None:
+            ctx.enqueuer.generate(job_id, index, attempt=retry.attempt, countdown=retry.countdown)
+
+
+@app.task(name=TASK_RECONCILE, bind=True, soft_time_limit=60, time_limit=90)
+def reconcile(self: Task) -> dict[str, Any]:
+    return maintenance.reconcile(context())
+
+
+@app.task(name=TASK_EXPIRE, bind=True, soft_time_limit=120, time_limit=150)
+def expire(self: Task) -> dict[str, Any]:
+    return maintenance.expire(context())
