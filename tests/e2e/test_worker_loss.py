@@ -1,0 +1,66 @@
+"""A worker instance SIGKILLed in the middle of a stage loses nothing: the unacked message comes back after the
+(short, for the test) visibility timeout, another instance finishes the job, and it reaches a terminal state."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+import requests
+
+from tests.conftest import FIXTURES
+from tests.support.stack import RedisServer, Stack, make_stack, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def slow_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Own Redis database, a local provider that takes 4 s per call, a 6 s visibility timeout."""
+    s = make_stack(redis_server.url(3), tmp_path_factory.mktemp("slow"), NANOEDIT_LOCAL_DELAY_S="4",
+                   NANOEDIT_VISIBILITY_TIMEOUT_S="6")
+    redis.Redis.from_url(s.env["NANOEDIT_REDIS_URL"]).flushdb()
+    try:
+        s.start_worker("preprocess", 1)
+        s.start_worker("generate", 1, name="gen1")
+        s.start_api()
+        s.wait_api()
+        s.wait_live()
+    except Exception:
+        print(s.logs())
+        s.stop()
+        raise
+    yield s
+    s.stop()
+
+
+def test_sigkilled_generate_worker_job_still_finishes(slow_stack: Stack) -> None:
+    s = slow_stack
+    r = redis.Redis.from_url(s.env["NANOEDIT_REDIS_URL"], decode_responses=True)
+    # Given a job whose generate call is in flight on worker instance gen1
+    resp = requests.post(f"{s.url}/v1/jobs", timeout=30, data={"instruction": "grayscale"},
+                         files=[("image", ("a.png", (FIXTURES / "chelsea.png").read_bytes()))])
+    assert resp.status_code == 202
+    job_id = resp.json()["id"]
+    delivery_key = f"nanoedit:deliveries:{job_id}.generate.0.1"
+    wait_for(lambda: r.get(delivery_key), 30, "the generate task to start", 0.05)
+    time.sleep(1.0)  # inside the provider's 4 s call
+
+    # When the whole worker instance (main process and pool children) is SIGKILLed
+    s.procs["gen1"].kill_group()
+    s.procs["gen1"].popen.wait(10)
+    assert r.hget(f"nanoedit:job:{job_id}", "status") == "running"
+    # and another instance comes up
+    s.start_worker("generate", 1, name="gen2")
+
+    # Then the message is redelivered after the visibility timeout and the job succeeds
+    def terminal() -> dict[str, object] | None:
+        job = requests.get(f"{s.url}/v1/jobs/{job_id}", timeout=10).json()
+        return job if job["status"] in ("succeeded", "failed", "canceled", "partially_succeeded") else None
+
+    job = wait_for(terminal, 90, "the job to finish after the kill", 0.2)
+    assert job["status"] == "succeeded", (job, s.logs())
+    assert int(r.get(delivery_key) or 0) == 2  # delivered twice: once to the killed worker, once after
+    assert len(job["outputs"]) == 1
