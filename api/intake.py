@@ -61,7 +61,7 @@ def parse_submission(request: Request, settings: Settings) -> Submission:
         fields = {k: request.form.get(k) for k in request.form}
         raw_images = [f.read() for key in ("image", "images", "image[]") for f in request.files.getlist(key)]
     else:
-        raise ClientInputError(f"Content-Type {ctype or '(none)'}", code="invalid_request", status=415,
+        raise ClientInputError(f"Content-Type {ctype or '(none)'}", code="unsupported_media_type",
                                message="Send multipart/form-data or application/json.",
                                suggestion="Use multipart/form-data with 'image' file fields, or JSON with "
                                           "'images': [{'data': base64, 'mime_type': ...}].")

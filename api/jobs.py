@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -15,7 +17,7 @@ from api.intake import Submission, parse_submission
 from api.services import Services, services
 from shared.blobs import input_key, job_prefix, output_key
 from shared.errors import ClientInputError, Conflict, NanoeditError, NotFound
-from shared.jobs.model import STATUSES, TERMINAL, InputMeta, Job, is_valid_job_id, public_view
+from shared.jobs.model import STATUSES, InputMeta, Job, is_valid_job_id, public_view
 
 log = logging.getLogger("nanoedit.api.jobs")
 bp = Blueprint("jobs", __name__)
@@ -93,7 +95,7 @@ def get_job(job_id: str) -> Response:
 def get_output(job_id: str, n: str) -> Response:
     svc = services()
     job = _owned_job(svc, job_id)
-    if not n.isdigit() or int(n) >= job.num_images:
+    if not re.fullmatch(r"[0-9]{1,3}", n) or int(n) >= job.num_images:
         raise NotFound(f"output {n[:10]!r} does not exist; this job has {job.num_images} output(s)",
                        suggestion=f"Use an index from 0 to {job.num_images - 1}.")
     index = int(n)
@@ -137,21 +139,24 @@ def list_jobs() -> Response:
         raise ClientInputError(f"unknown status {status[:30]!r}", code="invalid_request",
                                suggestion=f"Use one of: {', '.join(STATUSES)}.")
     raw_limit = request.args.get("limit", "20")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 100:
+    if not re.fullmatch(r"[0-9]{1,3}", raw_limit) or not 1 <= int(raw_limit) <= 100:
         raise ClientInputError(f"limit={raw_limit[:10]!r}", code="invalid_request",
                                suggestion="Use a limit from 1 to 100.")
     limit = int(raw_limit)
-    before = _decode_cursor(request.args.get("cursor", ""))
+    cursor = _decode_cursor(request.args.get("cursor", ""))
     items: list[dict[str, Any]] = []
-    next_before: float | None = before
+    last: tuple[float, str] | None = cursor
     exhausted = False
     for _ in range(20):  # bounded scan when filtering by status
-        rows = svc.store.list_ids(owner, before_ms=next_before, limit=limit * 2)
+        rows = svc.store.list_ids(owner, before_ms=last[0] if last else None, limit=limit * 2 + 1,
+                                  inclusive=True)
+        # Ties on the score come in reverse id order: skip what the previous page already returned.
+        rows = [(j, sc) for j, sc in rows if last is None or sc < last[0] or j < last[1]]
         if not rows:
             exhausted = True
             break
         for job_id, score in rows:
-            next_before = score
+            last = (score, job_id)
             try:
                 job = svc.store.get(job_id)
             except NanoeditError:
@@ -163,20 +168,19 @@ def list_jobs() -> Response:
                 break
         if len(items) == limit:
             break
-    cursor = None
-    if not exhausted and items and next_before is not None:
-        cursor = base64.urlsafe_b64encode(repr(next_before).encode()).decode()
-    return jsonify({"jobs": items, "next_cursor": cursor})
+    next_cursor = None
+    if not exhausted and items and last is not None:
+        next_cursor = base64.urlsafe_b64encode(json.dumps([last[0], last[1]]).encode()).decode().rstrip("=")
+    return jsonify({"jobs": items, "next_cursor": next_cursor})
 
 
-def _decode_cursor(raw: str) -> float | None:
+def _decode_cursor(raw: str) -> tuple[float, str] | None:
     if not raw:
         return None
     try:
-        return float(base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode())
-    except (ValueError, UnicodeDecodeError):
+        score, job_id = json.loads(base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode())
+        return float(score), str(job_id)
+    except (ValueError, TypeError, UnicodeDecodeError):
         raise ClientInputError("cursor is not one we issued", code="invalid_request",
                                suggestion="Pass next_cursor from the previous page unchanged.") from None
 
-
-TERMINAL_STATUSES = sorted(TERMINAL)

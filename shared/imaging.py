@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile
 
 from shared.errors import ClientInputError
 
@@ -63,7 +63,7 @@ def allowed_formats() -> tuple[str, ...]:
         import pillow_heif  # optional: heavy native library, imported only when first needed
 
         pillow_heif.register_heif_opener()
-    except Exception:  # not installed or broken native build: HEIC is then simply not accepted
+    except (ImportError, OSError, AttributeError):  # absent or broken native build: no HEIC, no crash
         return _CORE_FORMATS
     return (*_CORE_FORMATS, "HEIF") if "HEIF" in Image.OPEN else _CORE_FORMATS
 
@@ -79,7 +79,7 @@ def open_image(data: bytes) -> ImageFile.ImageFile:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # The warning only arrives as an exception when a warnings filter escalates it.
         raise _pillow_bomb_guard() from exc
-    except (UnidentifiedImageError, *_DECODE_ERRORS) as exc:
+    except _DECODE_ERRORS as exc:  # includes UnidentifiedImageError (an OSError)
         # A plugin may accept a weak signature ("BM" of a text file) and then fail on the header, so only
         # an unambiguous signature of an accepted format makes a failed header "corrupt".
         magic = _sniff_allowed_magic(data)
@@ -103,13 +103,12 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
         raise ClientInputError(f"{len(data)} bytes exceeds the limit of {max_bytes} bytes",
                                code="image_too_large")
     with _strict_decoding():
-        im = open_image(data)
-        with im:
+        with open_image(data) as im:
+            width, height = im.size
+            if width * height > max_pixels:  # before anything else reads past the header
+                raise ClientInputError(f"{width}x{height} = {width * height} pixels exceeds the limit of "
+                                       f"{max_pixels} pixels", code="image_too_many_pixels")
             info = _describe(im)
-            if info.width * info.height > max_pixels:
-                raise ClientInputError(
-                    f"{info.width}x{info.height} = {info.width * info.height} pixels exceeds the limit of "
-                    f"{max_pixels} pixels", code="image_too_many_pixels")
             _guard(im.verify)
         with open_image(data) as im:
             if im.format in ("JPEG", "MPO"):

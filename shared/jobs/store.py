@@ -207,9 +207,10 @@ class JobStore:
         return round(math.ceil(position) / rate, 1)
 
     # -- listing ------------------------------------------------------------------------------------
-    def list_ids(self, owner: str, *, before_ms: float | None, limit: int) -> list[tuple[str, float]]:
-        """Newest first, strictly older than `before_ms` (the cursor)."""
-        top = f"({before_ms}" if before_ms is not None else "+inf"
+    def list_ids(self, owner: str, *, before_ms: float | None, limit: int,
+                 inclusive: bool = False) -> list[tuple[str, float]]:
+        """Newest first, older than `before_ms` (or equal, with `inclusive`, for tie-safe cursors)."""
+        top = "+inf" if before_ms is None else (repr(before_ms) if inclusive else f"({before_ms!r}")
         rows: list[Any] = list(self.r.zrevrangebyscore(self.keys.owner_jobs(owner), top, "-inf", start=0,
                                                        num=limit, withscores=True))
         return [(str(row[0]), float(row[1])) for row in rows]

@@ -143,7 +143,7 @@ def test_unknown_route_and_method(stack: Stack) -> None:
 def test_wrong_content_type(stack: Stack, nothing_written: None) -> None:
     resp = requests.post(f"{stack.url}/v1/jobs", data=b"instruction=x", timeout=10,
                          headers={"Content-Type": "text/plain"})
-    assert_error(resp, 415, "invalid_request")
+    assert_error(resp, 415, "unsupported_media_type")
 
 
 def test_accepted_formats_are_identified_by_content(stack: Stack) -> None:

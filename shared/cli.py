@@ -1,0 +1,165 @@
+"""`nanoedit`: the command-line client (submit, status, cancel, list) and the fake Gemini server launcher.
+
+A client of the HTTP API through `shared.client`, never of Redis or the workers. Reading NANOEDIT_URL /
+NANOEDIT_PORT / NANOEDIT_API_KEY here is fine: these are the client's defaults, not the service's settings.
+Exit codes: 0 success (a job not finished yet counts), 1 the job failed, was canceled or partially succeeded,
+2 usage or API errors (including `--wait` timing out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.client import ApiError, NanoeditClient
+
+EXIT_OK = 0
+EXIT_JOB_FAILED = 1
+EXIT_ERROR = 2
+_EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
+_BAD_ENDINGS = frozenset({"failed", "canceled", "partially_succeeded"})
+_COMMANDS = ("submit", "status", "cancel", "list", "fake-gemini")
+_GLOBAL_WITH_VALUE = ("--url", "--api-key")
+
+
+def _default_url() -> str:
+    return os.environ.get("NANOEDIT_URL", "").strip() or \
+        f"http://127.0.0.1:{os.environ.get('NANOEDIT_PORT', '').strip() or '8000'}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nanoedit", description="Client of the nanoedit image-edit API.")
+    p.add_argument("--url", default=_default_url(),
+                   help="API base URL (default: $NANOEDIT_URL or http://127.0.0.1:$NANOEDIT_PORT, port 8000)")
+    p.add_argument("--api-key", default=os.environ.get("NANOEDIT_API_KEY") or None,
+                   help="API key (default: $NANOEDIT_API_KEY)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("submit", help="submit a job")
+    s.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    s.add_argument("-i", "--instruction", required=True, help="the edit to make")
+    s.add_argument("--operation", choices=["edit", "compose", "style_transfer"], default="edit")
+    s.add_argument("--num-images", type=int, default=1, metavar="N", help="outputs to generate (1..4)")
+    s.add_argument("--description", default=None, help="optional description of the input image(s)")
+    s.add_argument("--wait", action="store_true", help="poll until the job finishes and download the outputs")
+    s.add_argument("-o", "--output-dir", type=Path, default=Path("."), metavar="DIR",
+                   help="where --wait saves outputs (default: current directory)")
+    s.add_argument("--timeout", type=float, default=300.0, metavar="S", help="--wait gives up after S seconds")
+
+    st = sub.add_parser("status", help="show a job")
+    st.add_argument("job_id", metavar="ID")
+    c = sub.add_parser("cancel", help="cancel a job")
+    c.add_argument("job_id", metavar="ID")
+    ls = sub.add_parser("list", help="list your jobs, newest first")
+    ls.add_argument("--status", default=None)
+    ls.add_argument("--limit", type=int, default=20, metavar="N")
+    sub.add_parser("fake-gemini", help="run the fake Gemini API server (options: nanoedit fake-gemini -h)",
+                   add_help=False)
+    return p
+
+
+def _print_json(doc: dict[str, Any]) -> None:
+    print(json.dumps(doc, indent=2, ensure_ascii=False))
+
+
+def _print_error(exc: ApiError) -> None:
+    print(f"error: {exc.message} ({exc.code})", file=sys.stderr)
+    if exc.suggestion:
+        print(f"suggestion: {exc.suggestion}", file=sys.stderr)
+    if exc.details:
+        print(f"details: {exc.details}", file=sys.stderr)
+
+
+def _job_exit(job: dict[str, Any]) -> int:
+    """0 unless the job ended badly; a job still in progress (or in an unknown status) is not a failure."""
+    return EXIT_JOB_FAILED if job.get("status") in _BAD_ENDINGS else EXIT_OK
+
+
+def _submit(client: NanoeditClient, args: argparse.Namespace) -> int:
+    missing = [str(p) for p in args.images if not p.is_file()]
+    if missing:
+        print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_ERROR
+    job = client.submit(list(args.images), args.instruction, operation=args.operation,
+                        num_images=args.num_images, image_description=args.description)
+    if not args.wait:
+        _print_json(job)
+        return EXIT_OK
+    job = client.wait(job["id"], timeout_s=args.timeout)
+    _print_json(job)
+    out_dir: Path = args.output_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for output in job.get("outputs", []):
+        n = int(output["index"])
+        ext = _EXTENSIONS.get(str(output.get("mime_type")), "bin")
+        path = out_dir / f"{job['id']}-{n}.{ext}"
+        path.write_bytes(client.download(job["id"], n))
+        print(path)
+    for failed in job.get("output_errors", []):
+        print(f"output {failed.get('index')}: {failed.get('message')} ({failed.get('code')})", file=sys.stderr)
+    if job.get("error"):
+        err = job["error"]
+        print(f"job {job['status']}: {err.get('message')} ({err.get('code')})", file=sys.stderr)
+        if err.get("suggestion"):
+            print(f"suggestion: {err['suggestion']}", file=sys.stderr)
+    return _job_exit(job)
+
+
+def _fake_gemini(argv: list[str]) -> int:
+    from workers.fake_gemini.cli import main as fake_main  # lazy: only this command needs the fake server
+
+    try:
+        return int(fake_main(argv) or 0)
+    except SystemExit as exc:  # its argparse: -h exits 0, usage errors 2
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+
+
+def _command_index(argv: list[str]) -> int | None:
+    """Where the command word is (skipping global options and their values), or None."""
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in _COMMANDS:
+            return i
+        i += 2 if arg in _GLOBAL_WITH_VALUE else 1
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    at = _command_index(argv)
+    if at is not None and argv[at] == "fake-gemini":
+        # fake-gemini owns its options (including -h): everything after the command word goes over untouched.
+        return _fake_gemini(argv[at + 1:])
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    client = NanoeditClient(args.url, api_key=args.api_key)
+    try:
+        if args.command == "submit":
+            return _submit(client, args)
+        if args.command == "status":
+            job = client.get(args.job_id)
+            _print_json(job)
+            return _job_exit(job)
+        if args.command == "cancel":
+            _print_json(client.cancel(args.job_id))
+            return EXIT_OK
+        if args.command == "list":
+            _print_json(client.list(status=args.status, limit=args.limit))
+            return EXIT_OK
+        return EXIT_ERROR  # unreachable: argparse rejects unknown commands
+    except ApiError as exc:
+        _print_error(exc)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        client.close()

@@ -1,0 +1,221 @@
+"""A small typed HTTP client of the v1 API (design §4), used by the `nanoedit` CLI and by tests.
+
+Owns: request building (multipart or JSON), turning every non-2xx answer and every connection failure into
+one `ApiError` carrying the design's error body, and polling a job to a terminal status. It must not import
+`api` or `workers`: it talks to the service over HTTP only.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+TERMINAL_STATUSES = frozenset({"succeeded", "partially_succeeded", "failed", "canceled"})
+_RETRYABLE = (429, 503)
+_MAX_RETRY_AFTER_S = 60.0
+
+
+class ApiError(Exception):
+    """A non-2xx answer (or no answer at all). `body` always has the design §4 error shape."""
+
+    def __init__(self, status: int, body: dict[str, Any], *, retry_after_s: float | None = None) -> None:
+        self.status = status
+        self.body = body
+        self.retry_after_s = retry_after_s
+        super().__init__(f"{self.message} ({self.code})")
+
+    @property
+    def code(self) -> str:
+        return str(self.body.get("code") or "unknown_error")
+
+    @property
+    def message(self) -> str:
+        return str(self.body.get("error") or f"HTTP {self.status}")
+
+    @property
+    def details(self) -> str:
+        return str(self.body.get("details") or "")
+
+    @property
+    def suggestion(self) -> str:
+        return str(self.body.get("suggestion") or "")
+
+
+def _fallback_body(resp: requests.Response) -> dict[str, Any]:
+    """An error body for an answer that is not ours (a proxy's HTML page, an empty 502...)."""
+    status = resp.status_code
+    code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 410: "gone",
+            413: "payload_too_large", 415: "unsupported_media_type", 429: "rate_limited",
+            503: "service_unavailable"}.get(status, "invalid_request" if status < 500 else "internal_error")
+    text = resp.text.strip().replace("\n", " ")[:200]
+    return {"error": f"HTTP {status} {resp.reason or ''}".strip(), "code": code,
+            "details": text or "the response had no JSON error body",
+            "suggestion": "Check --url points at the nanoedit API; retry later if the service is restarting.",
+            "status_code": status}
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    raw = resp.headers.get("Retry-After", "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else None
+    except ValueError:
+        return None  # an HTTP-date: rare enough to fall back to the poll interval
+
+
+class NanoeditClient:
+    """`NanoeditClient("http://127.0.0.1:8000", api_key=...)`; every method returns parsed JSON or raises."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 30) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> NanoeditClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- transport ----------------------------------------------------------------------------------
+    def _send(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        url = f"{self.base_url}{path}"
+        try:
+            resp = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+        except requests.RequestException as exc:
+            raise ApiError(0, {
+                "error": f"Could not reach the nanoedit API at {self.base_url}.", "code": "unreachable",
+                "details": type(exc).__name__,
+                "suggestion": "Start the service with `make up` (or check --url / NANOEDIT_URL).",
+                "status_code": 0}) from None
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict) or "code" not in body:
+                body = _fallback_body(resp)
+            raise ApiError(resp.status_code, body, retry_after_s=_retry_after(resp))
+        return resp
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        resp = self._send(method, path, **kwargs)
+        try:
+            body = resp.json()
+        except ValueError:
+            raise ApiError(resp.status_code, {**_fallback_body(resp), "code": "invalid_response",
+                                              "error": "The server's answer was not JSON."}) from None
+        if not isinstance(body, dict):
+            raise ApiError(resp.status_code, {**_fallback_body(resp), "code": "invalid_response",
+                                              "error": "The server's answer was not a JSON object."})
+        return body
+
+    # -- jobs ---------------------------------------------------------------------------------------
+    def submit(self, images: builtins.list[Path | bytes], instruction: str, *, operation: str = "edit",
+               num_images: int = 1, image_description: str | None = None, webhook_url: str | None = None,
+               idempotency_key: str | None = None) -> dict[str, Any]:
+        """POST /v1/jobs as multipart/form-data; returns the accepted job."""
+        files = []
+        for i, image in enumerate(images):
+            name, data = (image.name, image.read_bytes()) if isinstance(image, Path) else (f"image-{i}", image)
+            files.append(("image", (name, data, "application/octet-stream")))
+        form = _fields(instruction, operation, num_images, image_description, webhook_url)
+        return self._json("POST", "/v1/jobs", data=form, files=files, headers=_idem(idempotency_key))
+
+    def submit_json(self, images: builtins.list[Path | bytes], instruction: str, *, operation: str = "edit",
+                    num_images: int = 1, image_description: str | None = None, webhook_url: str | None = None,
+                    idempotency_key: str | None = None, mime_type: str | None = None) -> dict[str, Any]:
+        """POST /v1/jobs as JSON with base64 images; returns the accepted job."""
+        encoded = []
+        for image in images:
+            data = image.read_bytes() if isinstance(image, Path) else image
+            item: dict[str, Any] = {"data": base64.b64encode(data).decode("ascii")}
+            if mime_type:
+                item["mime_type"] = mime_type
+            encoded.append(item)
+        body: dict[str, Any] = {**_fields(instruction, operation, num_images, image_description, webhook_url),
+                                "images": encoded}
+        body["num_images"] = num_images
+        return self._json("POST", "/v1/jobs", json=body, headers=_idem(idempotency_key))
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/v1/jobs/{job_id}")
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/v1/jobs/{job_id}")
+
+    def list(self, status: str | None = None, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        params: dict[str, str | int] = {"limit": limit}
+        if status:
+            params["status"] = status
+        if cursor:
+            params["cursor"] = cursor
+        return self._json("GET", "/v1/jobs", params=params)
+
+    def download(self, job_id: str, n: int) -> bytes:
+        return self._send("GET", f"/v1/jobs/{job_id}/outputs/{n}", headers={"Accept": "image/*"}).content
+
+    def wait(self, job_id: str, timeout_s: float = 300, poll_s: float = 0.5, *,
+             clock: Callable[[], float] = time.monotonic,
+             sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+        """Poll until the job is terminal; unknown statuses count as non-terminal (design §4).
+
+        A 429/503 while polling waits for its Retry-After and polls again; other errors propagate. Raises
+        ApiError code `wait_timeout` when `timeout_s` passes first (the job keeps running server-side).
+        """
+        deadline = clock() + timeout_s
+        while True:
+            pause = poll_s
+            try:
+                job = self.get(job_id)
+                if job.get("status") in TERMINAL_STATUSES:
+                    return job
+            except ApiError as exc:
+                if exc.status not in _RETRYABLE:
+                    raise
+                pause = min(exc.retry_after_s if exc.retry_after_s is not None else poll_s, _MAX_RETRY_AFTER_S)
+                job = {}
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise ApiError(0, {
+                    "error": f"Job {job_id} did not finish within {timeout_s:g} s.", "code": "wait_timeout",
+                    "details": f"last status: {job.get('status', 'unknown')}",
+                    "suggestion": "The job is still running server-side: check it later with "
+                                  f"`nanoedit status {job_id}`, or wait longer (--timeout).",
+                    "status_code": 0})
+            sleep(max(0.0, min(pause, remaining)))
+
+    # -- service ------------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/healthz")
+
+    def ready(self, detailed: bool = False) -> dict[str, Any]:
+        return self._json("GET", "/readyz", params={"detailed": "true"} if detailed else None)
+
+    def index(self) -> dict[str, Any]:
+        return self._json("GET", "/v1")
+
+
+def _fields(instruction: str, operation: str, num_images: int, image_description: str | None,
+            webhook_url: str | None) -> dict[str, Any]:
+    fields: dict[str, Any] = {"instruction": instruction, "operation": operation, "num_images": str(num_images)}
+    if image_description:
+        fields["image_description"] = image_description
+    if webhook_url:
+        fields["webhook_url"] = webhook_url
+    return fields
+
+
+def _idem(key: str | None) -> dict[str, str]:
+    return {"Idempotency-Key": key} if key else {}

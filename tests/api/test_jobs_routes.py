@@ -1,0 +1,105 @@
+"""Route-level rules with the Flask test client (fakeredis, in-memory blobs, a stub enqueuer, a fake clock)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import fakeredis
+import pytest
+from flask.testing import FlaskClient
+
+from api import create_app
+from shared.blobs import MemoryBlobStore
+from shared.clock import FakeClock
+from shared.settings import Settings
+
+PHOTO = (Path(__file__).resolve().parents[1] / "fixtures" / "chelsea.png").read_bytes()
+
+
+class StubEnqueuer:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def preprocess(self, job_id: str) -> None:
+        self.sent.append(job_id)
+
+
+@pytest.fixture
+def client() -> FlaskClient:
+    app = create_app(Settings(), clock=FakeClock(), redis_conn=fakeredis.FakeRedis(decode_responses=True),
+                     blobs=MemoryBlobStore(), enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+    return app.test_client()
+
+
+def submit(client: FlaskClient) -> str:
+    resp = client.post("/v1/jobs", data={"instruction": "grayscale", "image": (io.BytesIO(PHOTO), "a.png")})
+    assert resp.status_code == 202, resp.json
+    return str(resp.json["id"])  # type: ignore[index]
+
+
+def test_paging_returns_every_job_even_when_created_in_the_same_millisecond(client: FlaskClient) -> None:
+    # Given three jobs created at the very same instant (the fake clock does not move)
+    ids = {submit(client) for _ in range(3)}
+    # When the caller pages through one at a time
+    seen: list[str] = []
+    cursor = None
+    for _ in range(5):
+        resp = client.get("/v1/jobs", query_string={"limit": 1, **({"cursor": cursor} if cursor else {})})
+        assert resp.status_code == 200
+        seen += [j["id"] for j in resp.json["jobs"]]  # type: ignore[index]
+        cursor = resp.json["next_cursor"]  # type: ignore[index]
+        if not cursor:
+            break
+    # Then every job shows up exactly once
+    assert sorted(seen) == sorted(ids)
+
+
+@pytest.mark.parametrize("n", ["²", "٣", "1e3", " 0"])
+def test_non_ascii_or_odd_output_indexes_are_404_not_500(client: FlaskClient, n: str) -> None:
+    job_id = submit(client)
+    resp = client.get(f"/v1/jobs/{job_id}/outputs/{n}")
+    assert resp.status_code == 404 and resp.json["code"] == "not_found"  # type: ignore[index]
+
+
+@pytest.mark.parametrize("limit", ["²", "0", "101", "-1", "x"])
+def test_bad_list_limits_are_400(client: FlaskClient, limit: str) -> None:
+    resp = client.get("/v1/jobs", query_string={"limit": limit})
+    assert resp.status_code == 400 and resp.json["suggestion"]  # type: ignore[index]
+
+
+def test_bad_cursor_is_400(client: FlaskClient) -> None:
+    resp = client.get("/v1/jobs", query_string={"cursor": "not-ours"})
+    assert resp.status_code == 400 and resp.json["code"] == "invalid_request"  # type: ignore[index]
+
+
+def test_unexpected_exception_is_a_500_error_body_without_internals(client: FlaskClient,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import api.jobs
+
+    def boom(*_: object, **__: object) -> None:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(api.jobs, "_create", boom)
+    resp = client.post("/v1/jobs", data={"instruction": "grayscale", "image": (io.BytesIO(PHOTO), "a.png")})
+    assert resp.status_code == 500
+    body = resp.json
+    assert body is not None and body["code"] == "internal_error" and body["suggestion"]
+    assert "secret" not in resp.get_data(as_text=True)
+
+
+def test_auth_on_requires_a_key_and_hides_other_owners_jobs() -> None:
+    app = create_app(Settings(api_keys=("k-one-123456", "k-two-123456")), clock=FakeClock(),
+                     redis_conn=fakeredis.FakeRedis(decode_responses=True), blobs=MemoryBlobStore(),
+                     enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+    c = app.test_client()
+    no_key = c.post("/v1/jobs", data={"instruction": "grayscale", "image": (io.BytesIO(PHOTO), "a.png")})
+    assert no_key.status_code == 401 and no_key.json["code"] == "unauthorized"  # type: ignore[index]
+    one = {"Authorization": "Bearer k-one-123456"}
+    resp = c.post("/v1/jobs", headers=one, data={"instruction": "grayscale", "image": (io.BytesIO(PHOTO), "a.png")})
+    assert resp.status_code == 202
+    job_id = resp.json["id"]  # type: ignore[index]
+    assert c.get(f"/v1/jobs/{job_id}", headers=one).status_code == 200
+    other = c.get(f"/v1/jobs/{job_id}", headers={"X-API-Key": "k-two-123456"})
+    assert other.status_code == 404
+    assert c.get("/v1/jobs", headers={"X-API-Key": "k-two-123456"}).json["jobs"] == []  # type: ignore[index]
