@@ -62,6 +62,16 @@ def _rgb(fn: Transform) -> Transform:
     return apply
 
 
+def _premultiplied(fn: Transform) -> Transform:
+    """Run a filter that mixes neighbouring pixels on premultiplied alpha, so transparent pixels' hidden
+    colour does not bleed into visible edges (Pillow's resize does this itself; filters and rotate don't)."""
+
+    def apply(im: Image.Image) -> Image.Image:
+        return fn(im.convert("RGBa")).convert("RGBA") if im.mode == "RGBA" else fn(im)
+
+    return apply
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
     """One recognised step: a label for the result text and the pixel transform."""
@@ -96,21 +106,21 @@ def _enhance(label: str, kind: type[ImageEnhance.Color | ImageEnhance.Contrast],
 
 def _blur(m: re.Match[str]) -> Operation:
     radius = min(float(m.group("blur_r") or 2), 50.0)
-    return Operation(f"blur radius {radius:g}", lambda im: im.filter(ImageFilter.GaussianBlur(radius)))
+    return Operation(f"blur radius {radius:g}",
+                     _premultiplied(lambda im: im.filter(ImageFilter.GaussianBlur(radius))))
+
+
+def _is_counter_clockwise(direction: str) -> bool:
+    return any(word in direction.lower() for word in ("counter", "anti", "ccw", "left"))
 
 
 def _rotate_degrees(m: re.Match[str]) -> Operation:
     degrees = int(m.group("rot_deg"))
-    direction = (m.group("rot_dir") or "").lower()
-    if "counter" in direction or "anti" in direction or "ccw" in direction or "left" in direction:
-        degrees = -degrees
-    return _rotation(degrees)
+    return _rotation(-degrees if _is_counter_clockwise(m.group("rot_dir") or "") else degrees)
 
 
 def _rotate_word(m: re.Match[str]) -> Operation:
-    word = m.group("rot_word").lower()
-    counter = "counter" in word or "anti" in word or "ccw" in word or "left" in word
-    return _rotation(-90 if counter else 90)
+    return _rotation(-90 if _is_counter_clockwise(m.group("rot_word")) else 90)
 
 
 def _rotation(clockwise: int) -> Operation:
@@ -124,8 +134,9 @@ def _rotation(clockwise: int) -> Operation:
             return im
         if angle in exact:
             return im.transpose(exact[angle])
-        return im.convert("RGBA").rotate(-angle, resample=Image.Resampling.BICUBIC, expand=True,
-                                         fillcolor=(0, 0, 0, 0))
+        turn = _premultiplied(lambda rgba: rgba.rotate(-angle, resample=Image.Resampling.BICUBIC, expand=True,
+                                                       fillcolor=(0, 0, 0, 0)))
+        return turn(im.convert("RGBA"))
 
     return Operation(label, apply)
 
@@ -182,7 +193,7 @@ _RULES: Sequence[tuple[str, Callable[[re.Match[str]], Operation]]] = (
     (rf"blur(?:red|ry)?(?:\s+{_IT}(?:with\s+)?(?:a\s+)?radius\s+(?:of\s+)?(?P<blur_r>\d{{1,3}}(?:\.\d+)?)"
      r"(?:\s*px)?)?", _blur),
     (r"sharpen\w*|sharper",
-     _fixed("sharpen", lambda im: im.filter(ImageFilter.UnsharpMask(radius=2, percent=150, threshold=3)))),
+     _fixed("sharpen", _premultiplied(lambda im: im.filter(ImageFilter.UnsharpMask(2, 150, 3))))),
     (rf"rotated?\s+{_IT}(?:by\s+)?(?P<rot_deg>[-+]?\d{{1,4}})\s*(?:°|degrees?|deg)?(?:\s+(?P<rot_dir>{_CW}))?",
      _rotate_degrees),
     (rf"rotated?\s+{_IT}(?P<rot_word>{_CW})", _rotate_word),
@@ -224,7 +235,8 @@ class LocalProvider:
     def edit(self, request: EditRequest) -> EditResult:
         if self._delay_s > 0:
             self._sleep(self._delay_s)
-        images = [_decode(img.data, i) for i, img in enumerate(request.images)]
+        used = request.images[:1] if request.operation == "edit" else request.images
+        images = [_decode(img.data, i) for i, img in enumerate(used)]
         ops = parse_instruction(request.instruction)
         if request.operation == "edit":
             if not images:
@@ -267,7 +279,7 @@ def _encode(im: Image.Image) -> bytes:
     im = im.copy()
     im.info = {}  # no ICC/EXIF/text chunks: output bytes depend on pixels only
     out = io.BytesIO()
-    im.save(out, "PNG")
+    im.save(out, "PNG", compress_level=1)  # ~4× faster than the default 6 for ~25 % more bytes
     return out.getvalue()
 
 
