@@ -34,10 +34,16 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     clock = clock or SystemClock()
     r = redis_conn or redis_client(settings)
     keys = Keys(settings.redis_prefix)
+    enq = enqueuer or Enqueuer(make_celery(settings))
+
+    def on_terminal(job_id: str) -> None:
+        hook = getattr(enq, "webhook_if_wanted", None)  # stub enqueuers in tests may not deliver webhooks
+        if hook is not None:
+            hook(r, keys, job_id)
+
     app.extensions["nanoedit"] = Services(
-        settings=settings, redis=r, keys=keys, store=JobStore(r, keys, clock),
-        blobs=blobs or FilesystemBlobStore(settings.blob_dir),
-        enqueuer=enqueuer or Enqueuer(make_celery(settings)), clock=clock)
+        settings=settings, redis=r, keys=keys, store=JobStore(r, keys, clock, on_terminal=on_terminal),
+        blobs=blobs or FilesystemBlobStore(settings.blob_dir), enqueuer=enq, clock=clock)
 
     from api.health import bp as health_bp
     from api.jobs import bp as jobs_bp

@@ -130,6 +130,11 @@ def _validate(fields: dict[str, Any], raw_images: list[bytes], settings: Setting
                                suggestion=f"Use one of: {', '.join(OPERATIONS)}.")
     num_images = _num_images(fields.get("num_images"))
     webhook_url = _webhook(_text(fields, "webhook_url"))
+    if webhook_url and not settings.webhook_secret:
+        raise ClientInputError("this server has no NANOEDIT_WEBHOOK_SECRET, so it cannot sign webhooks",
+                               code="invalid_request", message="Webhooks are not enabled on this server.",
+                               suggestion="Omit webhook_url and poll GET /v1/jobs/{id}, or ask the operators "
+                                          "to set NANOEDIT_WEBHOOK_SECRET.")
     _check_counts(operation, len(raw_images), settings.max_images)
     images = []
     for i, data in enumerate(raw_images):

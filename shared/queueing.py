@@ -23,6 +23,7 @@ TASK_PREPROCESS = "nanoedit.preprocess"
 TASK_GENERATE = "nanoedit.generate"
 TASK_RECONCILE = "nanoedit.reconcile"
 TASK_EXPIRE = "nanoedit.expire"
+TASK_WEBHOOK = "nanoedit.webhook"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -58,6 +59,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_GENERATE: {"queue": GENERATE_QUEUE, "routing_key": GENERATE_QUEUE},
             TASK_RECONCILE: {"queue": PREPROCESS_QUEUE, "routing_key": PREPROCESS_QUEUE},
             TASK_EXPIRE: {"queue": PREPROCESS_QUEUE, "routing_key": PREPROCESS_QUEUE},
+            TASK_WEBHOOK: {"queue": PREPROCESS_QUEUE, "routing_key": PREPROCESS_QUEUE},
         },
         "beat_schedule": {
             "reconcile": {"task": TASK_RECONCILE, "schedule": float(settings.reconcile_interval_s),
@@ -88,6 +90,15 @@ class Enqueuer:
         self.app.send_task(TASK_GENERATE, args=[job_id, index, attempt],
                            task_id=f"{job_id}.generate.{index}.{attempt}", queue=GENERATE_QUEUE,
                            routing_key=GENERATE_QUEUE, countdown=countdown)
+
+    def webhook(self, job_id: str, attempt: int = 1, countdown: float | None = None) -> None:
+        self.app.send_task(TASK_WEBHOOK, args=[job_id, attempt], task_id=f"{job_id}.webhook.{attempt}",
+                           queue=PREPROCESS_QUEUE, routing_key=PREPROCESS_QUEUE, countdown=countdown)
+
+    def webhook_if_wanted(self, r: Any, keys: Any, job_id: str) -> None:
+        """The on_terminal hook: enqueue the job's webhook delivery when the job asked for one."""
+        if r.hget(keys.job(job_id), "webhook_url"):
+            self.webhook(job_id)
 
     def queue_depths(self) -> dict[str, int]:
         """Messages waiting in each queue (kombu's Redis transport keeps a list per queue)."""

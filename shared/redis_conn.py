@@ -34,6 +34,9 @@ class Keys:
     def job_attempts(self, job_id: str) -> str:
         return f"{self.p}:job:{job_id}:attempts"
 
+    def job_webhook(self, job_id: str) -> str:
+        return f"{self.p}:job:{job_id}:webhook"
+
     def gone(self, job_id: str) -> str:
         return f"{self.p}:gone:{job_id}"
 

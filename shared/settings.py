@@ -90,6 +90,9 @@ class Settings:
 
     report_interval_s: int = 30
     reconcile_interval_s: int = 15
+    webhook_secret: str = field(default="", repr=False)
+    webhook_timeout_s: float = 10.0
+    webhook_max_attempts: int = 6
     alert_rules: str = ""
     alert_webhook_url: str = ""
     alert_webhook_secret: str = field(default="", repr=False)
@@ -171,6 +174,9 @@ class Settings:
             worker_heartbeat_s=_int(env, "NANOEDIT_WORKER_HEARTBEAT_S", 10, 1),
             report_interval_s=_int(env, "NANOEDIT_REPORT_INTERVAL_S", 30, 1),
             reconcile_interval_s=_int(env, "NANOEDIT_RECONCILE_INTERVAL_S", 15, 1),
+            webhook_secret=env.get("NANOEDIT_WEBHOOK_SECRET", "").strip(),
+            webhook_timeout_s=_float(env, "NANOEDIT_WEBHOOK_TIMEOUT_S", 10.0, 0.1),
+            webhook_max_attempts=_int(env, "NANOEDIT_WEBHOOK_MAX_ATTEMPTS", 6, 1),
             alert_rules=env.get("NANOEDIT_ALERT_RULES", "").strip(),
             alert_webhook_url=env.get("NANOEDIT_ALERT_WEBHOOK_URL", "").strip(),
             alert_webhook_secret=env.get("NANOEDIT_ALERT_WEBHOOK_SECRET", "").strip(),

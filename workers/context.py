@@ -40,11 +40,13 @@ def build_context(settings: Settings, enqueuer: Enqueuer | None = None) -> Worke
 
     clock = SystemClock()
     r = redis_client(settings)
+    keys = Keys(settings.redis_prefix)
+    enq = enqueuer or Enqueuer(make_celery(settings))
     return WorkerContext(
         settings=settings,
-        store=JobStore(r, Keys(settings.redis_prefix), clock),
+        store=JobStore(r, keys, clock, on_terminal=lambda job_id: enq.webhook_if_wanted(r, keys, job_id)),
         blobs=FilesystemBlobStore(settings.blob_dir),
-        enqueuer=enqueuer or Enqueuer(make_celery(settings)),
+        enqueuer=enq,
         clock=clock,
         provider_factory=lambda: build_provider(settings),
     )

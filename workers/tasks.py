@@ -16,8 +16,8 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared.errors import job_error
 from shared.logging_setup import log_context
-from shared.queueing import TASK_EXPIRE, TASK_GENERATE, TASK_PREPROCESS, TASK_RECONCILE
-from workers import maintenance, pipeline
+from shared.queueing import TASK_EXPIRE, TASK_GENERATE, TASK_PREPROCESS, TASK_RECONCILE, TASK_WEBHOOK
+from workers import maintenance, pipeline, webhooks
 from workers.celery_app import app, settings
 from workers.context import WorkerContext, build_context
 
@@ -100,3 +100,16 @@ def reconcile(self: Task) -> dict[str, Any]:
 @app.task(name=TASK_EXPIRE, bind=True, soft_time_limit=120, time_limit=150)
 def expire(self: Task) -> dict[str, Any]:
     return maintenance.expire(context())
+
+
+@app.task(name=TASK_WEBHOOK, bind=True, soft_time_limit=60, time_limit=90)
+def webhook(self: Task, job_id: str, attempt: int = 1) -> None:
+    ctx = context()
+    with log_context(job_id=job_id, task_id=self.request.id, stage="webhook"):
+        try:
+            retry = webhooks.deliver(ctx, job_id, attempt)
+        except Exception:  # never let a webhook problem crash-loop a worker
+            log.exception("webhook delivery crashed", extra={"job_id": job_id})
+            return
+        if retry is not None:
+            ctx.enqueuer.webhook(job_id, attempt=retry.attempt, countdown=retry.countdown)

@@ -98,6 +98,7 @@ class Job:
     request_hash: str = ""
     outputs: dict[int, dict[str, Any]] = field(default_factory=dict)
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    webhook_delivery: dict[str, str] = field(default_factory=dict)
 
     @property
     def terminal(self) -> bool:
@@ -153,6 +154,15 @@ def _ms(start: float | None, end: float | None) -> int | None:
     return max(0, round((end - start) * 1000))
 
 
+def _webhook_view(job: Job) -> dict[str, Any] | None:
+    if not job.webhook_url:
+        return None
+    d = job.webhook_delivery
+    return {"url": job.webhook_url, "state": d.get("state", "pending"), "attempts": int(d.get("attempts", 0)),
+            "last_status": int(d["last_status"]) if d.get("last_status") else None,
+            "last_error": d.get("last_error") or None}
+
+
 def public_view(job: Job, *, base_url: str = "", queue_position: int | None = None,
                 estimated_wait_s: float | None = None) -> dict[str, Any]:
     """The design §4 job object."""
@@ -195,6 +205,7 @@ def public_view(job: Job, *, base_url: str = "", queue_position: int | None = No
         "provider": job.provider,
         "model": job.model or None,
         "billed_provider_calls": job.billed_calls,
+        "webhook": _webhook_view(job),
         "links": {"self": self_url, "cancel": self_url},
     }
     return view

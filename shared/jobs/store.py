@@ -9,8 +9,9 @@ one caller wins the terminal write (it alone runs the side effects hung off it).
 from __future__ import annotations
 
 import json
+import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -21,6 +22,8 @@ from shared.clock import Clock
 from shared.errors import Gone, job_error
 from shared.jobs.model import ACTIVE, CANCELED, CANCELING, QUEUED, TERMINAL, TRANSITIONS, Job
 from shared.redis_conn import Keys
+
+log = logging.getLogger("nanoedit.jobs")
 
 # KEYS[1] = job hash. ARGV[1] = comma-separated statuses the job must be in (callers list them all).
 # ARGV[2..] = field/value pairs to set. Returns {1, old} on success, {0, old} when
@@ -55,8 +58,10 @@ class JobStore:
     GONE_TTL_S = 7 * 24 * 3600
     THROUGHPUT_WINDOW_MIN = 5
 
-    def __init__(self, r: redis.Redis, keys: Keys, clock: Clock) -> None:
+    def __init__(self, r: redis.Redis, keys: Keys, clock: Clock,
+                 on_terminal: Callable[[str], None] | None = None) -> None:
         self.r = r
+        self.on_terminal = on_terminal  # called once per job, by the winner of the terminal write
         self.keys = keys
         self.clock = clock
         self._update_if = r.register_script(_UPDATE_IF)
@@ -81,12 +86,14 @@ class JobStore:
         pipe.hgetall(self.keys.job_outputs(job_id))
         pipe.lrange(self.keys.job_attempts(job_id), 0, -1)
         pipe.exists(self.keys.gone(job_id))
-        h, outputs, attempts, gone = pipe.execute()
+        pipe.hgetall(self.keys.job_webhook(job_id))
+        h, outputs, attempts, gone, webhook = pipe.execute()
         if not h:
             if gone:
                 raise Gone(f"job {job_id} expired and was deleted")
             return None
         job = Job.from_hash(h, outputs, attempts)
+        job.webhook_delivery = dict(webhook)
         if job.expires_at <= self.clock.now():
             raise Gone(f"job {job_id} expired at {job.expires_at:.0f}")
         return job
@@ -140,6 +147,11 @@ class JobStore:
         pipe.incr(counter)
         pipe.expire(counter, (self.THROUGHPUT_WINDOW_MIN + 2) * 60)
         pipe.execute()
+        if self.on_terminal is not None:
+            try:
+                self.on_terminal(job_id)
+            except Exception:  # a hook must never undo or block the terminal write
+                log.exception("on_terminal hook failed", extra={"job_id": job_id})
 
     def request_cancel(self, job_id: str) -> CasResult:
         """Cancel: a queued job is canceled at once; a running one becomes canceling (workers see the flag).
@@ -228,7 +240,8 @@ class JobStore:
             owner = self.r.hget(self.keys.job(job_id), "owner")
             blobs.delete_prefix(job_prefix(job_id))
             pipe = self.r.pipeline(transaction=True)
-            pipe.delete(self.keys.job(job_id), self.keys.job_outputs(job_id), self.keys.job_attempts(job_id))
+            pipe.delete(self.keys.job(job_id), self.keys.job_outputs(job_id), self.keys.job_attempts(job_id),
+                        self.keys.job_webhook(job_id))
             pipe.set(self.keys.gone(job_id), "1", ex=self.GONE_TTL_S)
             pipe.zrem(self.keys.expiry, job_id)
             pipe.zrem(self.keys.deadlines, job_id)

@@ -103,3 +103,9 @@ def test_auth_on_requires_a_key_and_hides_other_owners_jobs() -> None:
     other = c.get(f"/v1/jobs/{job_id}", headers={"X-API-Key": "k-two-123456"})
     assert other.status_code == 404
     assert c.get("/v1/jobs", headers={"X-API-Key": "k-two-123456"}).json["jobs"] == []  # type: ignore[index]
+
+
+def test_webhook_url_is_refused_when_the_server_cannot_sign(client: FlaskClient) -> None:
+    resp = client.post("/v1/jobs", data={"instruction": "grayscale", "webhook_url": "http://127.0.0.1:9/h",
+                                         "image": (io.BytesIO(PHOTO), "a.png")})
+    assert resp.status_code == 400 and "NANOEDIT_WEBHOOK_SECRET" in resp.json["suggestion"]  # type: ignore[index]

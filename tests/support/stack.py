@@ -24,6 +24,7 @@ import pytest
 import redis
 
 ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK_SECRET = "whsec_" + "dGVzdC13ZWJob29rLXNlY3JldC0zMi1ieXRlcyEhISE="  # base64 of a fixed test secret
 
 
 def free_port() -> int:
@@ -186,6 +187,7 @@ def make_stack(redis_url: str, data_dir: Path, **overrides: str) -> Stack:
         "NANOEDIT_RECONCILE_INTERVAL_S": "2",
         "NANOEDIT_WEB_WORKERS": "2",
         "PYTHONUNBUFFERED": "1",
+        "NANOEDIT_WEBHOOK_SECRET": WEBHOOK_SECRET,
     })
     env.update(overrides)
     data_dir.mkdir(parents=True, exist_ok=True)
