@@ -37,6 +37,18 @@ def reconcile(ctx: WorkerContext) -> dict[str, Any]:
             ended += 1
             log.warning("job ended by deadline", extra={"job_id": job_id})
 
+    return {"ended_by_deadline": ended, "requeued": _requeue_lost(ctx)}
+
+
+def _requeue_lost(ctx: WorkerContext) -> int:
+    """Re-send preprocess for jobs still `queued` long after any message of theirs could be in flight.
+
+    Only when the preprocess queue is empty: then a job queued for longer than the visibility timeout has no
+    message waiting (an unacked one would have been restored into the queue by now), so its message was lost.
+    With a backlog we do nothing — duplicating a long queue would be worse than the deadline ending a job.
+    """
+    if ctx.enqueuer.queue_depths().get(PREPROCESS_QUEUE, 0) > 0:
+        return 0
     requeued = 0
     stale_before_ms = (ctx.clock.now() - ctx.settings.effective_visibility_timeout_s - 60) * 1000
     waiting = ctx.store.r.zrangebyscore(ctx.store.keys.waiting(PREPROCESS_QUEUE), "-inf", stale_before_ms,
@@ -49,7 +61,7 @@ def reconcile(ctx: WorkerContext) -> dict[str, Any]:
             ctx.store.mark_waiting(PREPROCESS_QUEUE, job_id, ctx.clock.now() * 1000)
             requeued += 1
             log.warning("re-enqueued a queued job whose message looks lost", extra={"job_id": job_id})
-    return {"ended_by_deadline": ended, "requeued": requeued}
+    return requeued
 
 
 def expire(ctx: WorkerContext) -> dict[str, Any]:

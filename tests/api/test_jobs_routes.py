@@ -109,3 +109,13 @@ def test_webhook_url_is_refused_when_the_server_cannot_sign(client: FlaskClient)
     resp = client.post("/v1/jobs", data={"instruction": "grayscale", "webhook_url": "http://127.0.0.1:9/h",
                                          "image": (io.BytesIO(PHOTO), "a.png")})
     assert resp.status_code == 400 and "NANOEDIT_WEBHOOK_SECRET" in resp.json["suggestion"]  # type: ignore[index]
+
+
+def test_request_body_over_the_limit_is_413_payload_too_large() -> None:
+    app = create_app(Settings(max_request_bytes=4096), clock=FakeClock(),
+                     redis_conn=fakeredis.FakeRedis(decode_responses=True), blobs=MemoryBlobStore(),
+                     enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+    resp = app.test_client().post("/v1/jobs", data={"instruction": "grayscale",
+                                                    "image": (io.BytesIO(PHOTO), "a.png")})
+    assert resp.status_code == 413 and resp.json["code"] == "payload_too_large"  # type: ignore[index]
+    assert resp.json["suggestion"]  # type: ignore[index]

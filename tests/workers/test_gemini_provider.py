@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -129,6 +130,19 @@ def test_compose_and_style_transfer_prefix_a_role_hint_and_keep_image_order(fake
     assert [i["sha256"] for i in style["images"]] == [hashlib.sha256(b).hexdigest() for b in (first, second)]
 
 
+def test_thought_images_are_not_outputs(fake: FakeGeminiServer, provider: GeminiProvider) -> None:
+    # Given a thinking model that sends an interim 'thought' image before the final one
+    fake.configure(scenario="thinking")
+    source = png(color=(0, 0, 0))
+    # When the provider edits
+    result = provider.edit(edit_request(images=(InputImage(source, "image/png"),)))
+    # Then only the final (inverted) image is returned, and the thought text is not the text
+    assert len(result.images) == 1
+    with Image.open(io.BytesIO(result.images[0].data)) as img:
+        assert img.getpixel((0, 0)) == (255, 255, 255)
+    assert result.text == "Here is the edited image."
+
+
 def test_build_prompt_formats() -> None:
     assert build_prompt(edit_request(instruction=" crop it ")) == "crop it"
     assert build_prompt(edit_request(image_description="a cat", instruction="crop")) == "a cat\n\ncrop"
@@ -234,10 +248,8 @@ def test_concurrent_calls_are_all_in_flight_at_once() -> None:
     barrier = threading.Barrier(4)
 
     def sleep(_seconds: float) -> None:
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):
             barrier.wait(timeout=5)
-        except threading.BrokenBarrierError:
-            pass
 
     config = FakeGeminiConfig(latency_ms_mean=1, latency_ms_p99=1)
     with FakeGeminiServer(config, sleep=sleep) as fake:

@@ -32,6 +32,10 @@ PNG = (FIXTURES / "chelsea.png").read_bytes()
 @dataclass
 class StubEnqueuer:
     sent: list[tuple[Any, ...]] = field(default_factory=list)
+    depths: dict[str, int] = field(default_factory=lambda: {"preprocess": 0, "generate": 0})
+
+    def queue_depths(self) -> dict[str, int]:
+        return self.depths
 
     def preprocess(self, job_id: str) -> None:
         self.sent.append(("preprocess", job_id))
@@ -201,5 +205,8 @@ def test_reconciler_requeues_a_queued_job_whose_message_was_lost(redis_db: redis
     ctx = make_ctx(redis_db, clock, StubProvider())
     job_id = add_job(ctx, clock)
     clock.advance(ctx.settings.effective_visibility_timeout_s + 61)
+    ctx.enqueuer.depths["preprocess"] = 5  # type: ignore[attr-defined]
+    assert maintenance.reconcile(ctx)["requeued"] == 0  # a backlog: its message may still be waiting
+    ctx.enqueuer.depths["preprocess"] = 0  # type: ignore[attr-defined]
     assert maintenance.reconcile(ctx)["requeued"] == 1
     assert ("preprocess", job_id) in ctx.enqueuer.sent  # type: ignore[attr-defined]
