@@ -94,14 +94,15 @@ class FakeGemini:
             return
         query_key = parse_qs(split.query).get("key", [""])[0]
         record = self.recorder.begin(method, path)
-        status = CLIENT_CLOSED
+        reply: Reply | None = None
         try:
             reply = self._generate(record, match["version"], match["model"], headers, query_key, body,
                                    client_gone)
-            if reply is not None and send(reply):
-                status = reply.status
         finally:
-            self.recorder.finish(record, status)
+            # Finish before writing, so a client that has its answer also sees it in /_fake/stats.
+            self.recorder.finish(record, reply.status if reply is not None else CLIENT_CLOSED)
+        if reply is not None and not send(reply):
+            self.recorder.restatus(record, CLIENT_CLOSED)
 
     def _control(self, method: str, path: str, body: bytes) -> Reply:
         route = (method, path.rstrip("/"))

@@ -105,6 +105,15 @@ class Recorder:
             self._in_flight -= 1
             self._by_status[str(status)] += 1
 
+    def restatus(self, record: RequestRecord, status: int) -> None:
+        """Correct a finished record's status (the answer could not be delivered after all)."""
+        with self._lock:
+            if record.status is not None:
+                self._by_status[str(record.status)] -= 1
+                self._by_status += Counter()  # drop zero counts
+            record.status = status
+            self._by_status[str(status)] += 1
+
     def requests(self) -> list[dict[str, Any]]:
         with self._lock:
             return [r.as_dict() for r in self._records]

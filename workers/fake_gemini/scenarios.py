@@ -83,6 +83,10 @@ def edited_image(request: GenerateRequest) -> bytes:
 
 @scenario("ok")
 def ok(ctx: ScenarioContext) -> Reply | None:
+    """The inverted first image; text only when the request asked for modalities without IMAGE (as the API)."""
+    modalities = {m.upper() for m in ctx.request.response_modalities}
+    if modalities and "IMAGE" not in modalities:
+        return text_only(ctx)
     try:
         png = edited_image(ctx.request)
     except ValueError:
@@ -90,6 +94,24 @@ def ok(ctx: ScenarioContext) -> Reply | None:
                               "in https://developers.generativeai.google/guide/troubleshooting")
     parts = [wire.text_part("Here is the edited image."), wire.image_part(png)]
     return wire.candidate_reply(parts, "STOP", model=ctx.model, usage_metadata=_usage(ctx, IMAGE_OUTPUT_TOKENS))
+
+
+@scenario("thinking")
+def thinking(ctx: ScenarioContext) -> Reply | None:
+    """A thinking image model: an interim `thought` image before the final one (only the last is output)."""
+    try:
+        png = edited_image(ctx.request)
+    except ValueError:
+        return ok(ctx)
+    draft = wire.image_part(edited_image(GenerateRequest(prompt="draft")))
+    parts = [
+        {**wire.text_part("Planning the edit."), "thought": True},
+        {**draft, "thought": True},
+        wire.text_part("Here is the edited image."),
+        {**wire.image_part(png), "thoughtSignature": "ZmFrZS1zaWduYXR1cmU="},
+    ]
+    return wire.candidate_reply(parts, "STOP", model=ctx.model,
+                                usage_metadata=_usage(ctx, 2 * IMAGE_OUTPUT_TOKENS))
 
 
 @scenario("slow")

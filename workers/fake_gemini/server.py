@@ -43,6 +43,8 @@ class _HTTPServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FakeGemini/1"
+    timeout = 300  # idle keep-alive connections are dropped after this long
+    _replied = False
 
     def _dispatch(self) -> None:
         srv = cast(_HTTPServer, self.server)
@@ -54,11 +56,17 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
+        self._replied = False
         srv.app.handle(self.command, self.path, headers, body, self._send, self._client_gone)
+        if not self._replied:
+            # No answer (client gone, or server stopping mid-hang): close rather than leave a keep-alive
+            # client waiting for a response that will never come.
+            self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
     def _send(self, reply: Reply) -> bool:
+        self._replied = True
         try:
             self.send_response(reply.status)
             self.send_header("Content-Type", reply.content_type)

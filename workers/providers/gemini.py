@@ -212,7 +212,7 @@ def _enum_name(value: object) -> str:
 
 
 def result_from_response(response: types.GenerateContentResponse) -> EditResult:
-    """Images from the first candidate's inline-data parts; ContentBlocked / NoImageGenerated otherwise."""
+    """Images from the first candidate's non-thought inline-data parts, else ContentBlocked / NoImageGenerated."""
     feedback = response.prompt_feedback
     block_reason = _enum_name(feedback.block_reason) if feedback is not None else ""
     if block_reason:
@@ -222,10 +222,11 @@ def result_from_response(response: types.GenerateContentResponse) -> EditResult:
     candidate = response.candidates[0]
     finish_reason = _enum_name(candidate.finish_reason)
     parts = (candidate.content.parts if candidate.content is not None else None) or []
+    # Thinking models (gemini-3-pro-image-preview) also send interim images marked `thought`: not outputs.
     images = tuple(
         OutputImage(data=part.inline_data.data, mime_type=part.inline_data.mime_type or "image/png")
         for part in parts
-        if part.inline_data is not None and part.inline_data.data
+        if part.inline_data is not None and part.inline_data.data and not part.thought
     )
     texts = [part.text for part in parts if part.text and not part.thought]
     text = "\n".join(texts) or None
