@@ -1,0 +1,107 @@
+"""`make bench`: pipeline overhead and throughput of the real stack, against an in-process baseline.
+
+Starts a private redis-server, gunicorn, a preprocess and a generate worker instance (local provider), then:
+  1. baseline: the same work done in one process, no queue (prepare_image + LocalProvider.edit);
+  2. latency: N jobs one at a time over HTTP (submit → poll every 10 ms → terminal), wall and server total_ms;
+  3. throughput: a burst of M jobs submitted at once, time until all are terminal.
+Prints a table with the ratio of each figure to the baseline measured in the same run. Figures, not asserts:
+machines here are shared and noisy, so nothing in the test suite times anything.
+
+    python -m bench.run [--jobs 30] [--burst 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+from tests.support.stack import RedisServer, make_stack
+from workers.preprocess import prepare_image
+from workers.providers.base import EditRequest, InputImage
+from workers.providers.local import LocalProvider
+
+PHOTO = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "chelsea.png"
+TERMINAL = {"succeeded", "partially_succeeded", "failed", "canceled"}
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def baseline(n: int) -> list[float]:
+    data, provider, out = PHOTO.read_bytes(), LocalProvider(), []
+    for _ in range(n):
+        t = time.perf_counter()
+        img = prepare_image(data, max_bytes=20 << 20, max_pixels=64_000_000, max_long_edge=2048)
+        provider.edit(EditRequest("edit", "grayscale", (InputImage(img.data, img.mime_type),)))
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def run_job(url: str, session: requests.Session) -> tuple[float, float]:
+    t = time.perf_counter()
+    resp = session.post(f"{url}/v1/jobs", data={"instruction": "grayscale"},
+                        files=[("image", ("a.png", PHOTO.read_bytes()))], timeout=30)
+    resp.raise_for_status()
+    job_id = resp.json()["id"]
+    while True:
+        job = session.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
+        if job["status"] in TERMINAL:
+            if job["status"] != "succeeded":
+                raise RuntimeError(f"job {job_id} ended {job['status']}: {job['error']}")
+            return (time.perf_counter() - t) * 1000, float(job["timings"]["total_ms"])
+        time.sleep(0.01)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=30)
+    ap.add_argument("--burst", type=int, default=120)
+    args = ap.parse_args(argv)
+
+    server = RedisServer()
+    stack = make_stack(server.url(0), Path(tempfile.mkdtemp(prefix="nanoedit-bench-")))
+    try:
+        stack.start_worker("preprocess", 2)
+        stack.start_worker("generate", 3)
+        stack.start_api()
+        stack.wait_api()
+        stack.wait_live()
+        base = baseline(args.jobs)
+        session = requests.Session()
+        run_job(stack.url, session)  # warm-up: imports and connections in every process
+        wall, server_ms = zip(*(run_job(stack.url, session) for _ in range(args.jobs)), strict=True)
+        t = time.perf_counter()
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda _: run_job(stack.url, requests.Session()), range(args.burst)))
+        burst_s = time.perf_counter() - t
+    finally:
+        stack.stop()
+        server.stop()
+
+    b50 = statistics.median(base)
+    rows = [
+        ("baseline in-process p50 (ms)", b50, 1.0),
+        ("e2e wall p50 (ms)", pct(list(wall), 0.5), pct(list(wall), 0.5) / b50),
+        ("e2e wall p95 (ms)", pct(list(wall), 0.95), pct(list(wall), 0.95) / b50),
+        ("server total_ms p50", pct(list(server_ms), 0.5), pct(list(server_ms), 0.5) / b50),
+        ("server total_ms p95", pct(list(server_ms), 0.95), pct(list(server_ms), 0.95) / b50),
+        (f"burst of {args.burst}: jobs/s", args.burst / burst_s, (args.burst / burst_s) / (1000 / b50)),
+    ]
+    print(f"nanoedit bench — local provider, {args.jobs} sequential jobs, burst {args.burst}; "
+          "ratio = figure / in-process baseline (throughput: / single-process baseline rate)")
+    for name, value, ratio in rows:
+        print(f"  {name:<32} {value:>9.1f}   ×{ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
