@@ -42,19 +42,55 @@ def _owned_job(svc: Services, job_id: str) -> Job:
     return job
 
 
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
 @bp.post("/v1/jobs")
 def submit() -> tuple[Response, int, dict[str, str]]:
     svc = services()
     owner = caller(svc.settings, request)
+    idem_key = request.headers.get("Idempotency-Key")
+    if idem_key is not None and not _IDEMPOTENCY_KEY.match(idem_key):
+        raise ClientInputError("Idempotency-Key must be 1..255 visible ASCII characters", code="invalid_request",
+                               suggestion="Use a UUID as the Idempotency-Key.")
     sub = parse_submission(request, svc.settings)
-    job = _create(svc, owner, sub)
-    body = _view(svc, job)
-    return jsonify(body), 202, {"Location": f"/v1/jobs/{job.id}"}
-
-
-def _create(svc: Services, owner: str, sub: Submission) -> Job:
-    now = svc.clock.now()
     job_id = uuid.uuid4().hex
+    model = _model(svc)
+    if idem_key:
+        fingerprint = hashlib.sha256(f"{sub.request_hash(model)}|{sub.webhook_url}".encode()).hexdigest()[:32]
+        existing = svc.store.claim_idempotency(owner, idem_key, job_id, fingerprint, svc.settings.job_ttl_s)
+        if existing is not None:
+            return _replay(svc, idem_key, existing, fingerprint)
+    try:
+        use_cache = "no-cache" not in request.headers.get("Cache-Control", "").lower()
+        job = _create(svc, owner, sub, job_id, use_cache=use_cache)
+    except BaseException:
+        if idem_key:
+            svc.store.release_idempotency(owner, idem_key)
+        raise
+    return jsonify(_view(svc, job)), 202, {"Location": f"/v1/jobs/{job.id}"}
+
+
+def _replay(svc: Services, key: str, existing: tuple[str, str],
+            fingerprint: str) -> tuple[Response, int, dict[str, str]]:
+    """Same key: the same request gets its original job back; a different request is refused."""
+    job_id, their_fingerprint = existing
+    if their_fingerprint != fingerprint:
+        raise NanoeditError(f"Idempotency-Key {key[:40]!r} belongs to job {job_id}, created from a different "
+                            "request", code="idempotency_key_reused")
+    job = svc.store.get(job_id)
+    if job is None:
+        raise Conflict(f"the job for this Idempotency-Key ({job_id}) is still being created",
+                       suggestion="Retry the same request in a moment.")
+    return jsonify(_view(svc, job)), 200, {"Location": f"/v1/jobs/{job.id}", "Idempotent-Replayed": "true"}
+
+
+def _model(svc: Services) -> str:
+    return svc.settings.gemini_model if svc.settings.provider == "gemini" else "local"
+
+
+def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cache: bool = True) -> Job:
+    now = svc.clock.now()
     inputs = []
     for i, img in enumerate(sub.images):
         svc.blobs.put(input_key(job_id, i), img.data)
@@ -64,14 +100,18 @@ def _create(svc: Services, owner: str, sub: Submission) -> Job:
     job = Job(id=job_id, owner=owner, status="queued", stage="queued", operation=sub.operation,
               num_images=sub.num_images, instruction=sub.instruction, image_description=sub.image_description,
               created_at=now, expires_at=now + s.job_ttl_s, deadline_at=now + s.job_deadline_s, inputs=inputs,
-              webhook_url=sub.webhook_url, provider=s.provider,
-              model=s.gemini_model if s.provider == "gemini" else "local",
-              request_hash=sub.request_hash(s.gemini_model if s.provider == "gemini" else "local"))
+              webhook_url=sub.webhook_url, provider=s.provider, model=_model(svc),
+              request_hash=sub.request_hash(_model(svc)))
+    cached = svc.store.cached_result(job.request_hash) if use_cache and s.cache_ttl_s > 0 else None
+    if cached is not None:
+        job.cached_from = cached.id
     try:
         svc.store.create(job)
     except Exception:
         svc.blobs.delete_prefix(job_prefix(job_id))
         raise NanoeditError("could not write the job record", code="service_unavailable") from None
+    if cached is not None and _serve_from_cache(svc, job, cached):
+        return svc.store.get(job_id) or job
     try:
         svc.enqueuer.preprocess(job_id)
     except Exception:
@@ -83,6 +123,25 @@ def _create(svc: Services, owner: str, sub: Submission) -> Job:
     log.info("job accepted", extra={"job_id": job_id, "operation": sub.operation, "images": len(inputs),
                                     "num_images": sub.num_images})
     return job
+
+
+def _serve_from_cache(svc: Services, job: Job, cached: Job) -> bool:
+    """Finish `job` at once with copies of `cached`'s outputs: no queue, no provider call, nothing billed."""
+    try:
+        for index, meta in sorted(cached.outputs.items()):
+            svc.blobs.put(output_key(job.id, index), svc.blobs.get(output_key(cached.id, index)))
+            svc.store.record_output(job.id, index, meta)
+    except FileNotFoundError:  # the cached job expired under us: fall back to a normal run
+        svc.blobs.delete_prefix(f"{job_prefix(job.id)}/outputs")
+        svc.store.r.delete(svc.keys.job_outputs(job.id))
+        svc.store.update_if(job.id, ["queued"], {"cached_from": ""})
+        return False
+    now = svc.clock.now()
+    svc.store.transition(job.id, "running", {"started_at": now})
+    svc.store.finish(job.id, "succeeded", text=cached.text,
+                     extra={"preprocess_started_at": now, "preprocess_done_at": now, "generate_done_at": now})
+    log.info("served from the result cache", extra={"job_id": job.id, "cached_from": cached.id})
+    return True
 
 
 @bp.get("/v1/jobs/<job_id>")

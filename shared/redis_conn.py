@@ -69,3 +69,6 @@ class Keys:
 
     def idempotency(self, owner: str, key: str) -> str:
         return f"{self.p}:idem:{owner}:{key}"
+
+    def result_cache(self, request_hash: str) -> str:
+        return f"{self.p}:cache:{request_hash}"

@@ -90,6 +90,7 @@ class Settings:
 
     report_interval_s: int = 30
     reconcile_interval_s: int = 15
+    cache_ttl_s: int = 3600  # identical requests within this reuse stored outputs (0 = off)
     webhook_secret: str = field(default="", repr=False)
     webhook_timeout_s: float = 10.0
     webhook_max_attempts: int = 6
@@ -174,6 +175,7 @@ class Settings:
             worker_heartbeat_s=_int(env, "NANOEDIT_WORKER_HEARTBEAT_S", 10, 1),
             report_interval_s=_int(env, "NANOEDIT_REPORT_INTERVAL_S", 30, 1),
             reconcile_interval_s=_int(env, "NANOEDIT_RECONCILE_INTERVAL_S", 15, 1),
+            cache_ttl_s=_int(env, "NANOEDIT_CACHE_TTL_S", 3600, 0),
             webhook_secret=env.get("NANOEDIT_WEBHOOK_SECRET", "").strip(),
             webhook_timeout_s=_float(env, "NANOEDIT_WEBHOOK_TIMEOUT_S", 10.0, 0.1),
             webhook_max_attempts=_int(env, "NANOEDIT_WEBHOOK_MAX_ATTEMPTS", 6, 1),

@@ -208,6 +208,8 @@ def finalize(ctx: WorkerContext, job_id: str, *, force: bool = False) -> bool:
             "canceled", f"canceled by the client; billed provider calls: {billed}"))
     elif len(succeeded) == job.num_images:
         result = ctx.store.finish(job_id, "succeeded", extra=extra)
+        if result.ok:
+            ctx.store.remember_result(job.request_hash, job_id, ctx.settings.cache_ttl_s)
     elif succeeded:
         result = ctx.store.finish(job_id, "partially_succeeded", extra=extra,
                                   error=failed[0]["error"] if failed else None)

@@ -96,6 +96,7 @@ class Job:
     text: str | None = None
     error: dict[str, Any] | None = None
     request_hash: str = ""
+    cached_from: str = ""
     outputs: dict[int, dict[str, Any]] = field(default_factory=dict)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     webhook_delivery: dict[str, str] = field(default_factory=dict)
@@ -115,6 +116,7 @@ class Job:
             "inputs": json.dumps([i.to_dict() for i in self.inputs]),
             "webhook_url": self.webhook_url, "provider": self.provider, "model": self.model,
             "request_hash": self.request_hash, "billed_calls": str(self.billed_calls),
+            "cached_from": self.cached_from,
             "cancel_requested": "1" if self.cancel_requested else "0",
         }
         return h
@@ -143,6 +145,7 @@ class Job:
             text=h.get("text") or None,
             error=json.loads(err) if err else None,
             request_hash=h.get("request_hash", ""),
+            cached_from=h.get("cached_from", ""),
             outputs={int(k): json.loads(v) for k, v in (outputs or {}).items()},
             attempts=[json.loads(a) for a in (attempts or [])],
         )
@@ -205,6 +208,7 @@ def public_view(job: Job, *, base_url: str = "", queue_position: int | None = No
         "provider": job.provider,
         "model": job.model or None,
         "billed_provider_calls": job.billed_calls,
+        "cached_from": job.cached_from or None,
         "webhook": _webhook_view(job),
         "links": {"self": self_url, "cancel": self_url},
     }

@@ -8,6 +8,7 @@ one caller wins the terminal write (it alone runs the side effects hung off it).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -181,6 +182,35 @@ class JobStore:
 
     def add_billed_call(self, job_id: str) -> None:
         self.r.hincrby(self.keys.job(job_id), "billed_calls", 1)
+
+    # -- idempotency and result cache ---------------------------------------------------------------
+    def claim_idempotency(self, owner: str, key: str, job_id: str, fingerprint: str,
+                          ttl_s: int) -> tuple[str, str] | None:
+        """Claim `key` for a new job. Returns None when claimed, else (existing job id, its fingerprint)."""
+        k = self.keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest())
+        if self.r.set(k, f"{job_id}:{fingerprint}", nx=True, ex=ttl_s):
+            return None
+        existing = str(self.r.get(k) or ":")
+        job, _, fp = existing.partition(":")
+        return job, fp
+
+    def release_idempotency(self, owner: str, key: str) -> None:
+        self.r.delete(self.keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest()))
+
+    def remember_result(self, request_hash: str, job_id: str, ttl_s: int) -> None:
+        if request_hash and ttl_s > 0:
+            self.r.set(self.keys.result_cache(request_hash), job_id, ex=ttl_s)
+
+    def cached_result(self, request_hash: str) -> Job | None:
+        """A succeeded, unexpired job with the same request hash, if the cache still points at one."""
+        job_id = self.r.get(self.keys.result_cache(request_hash))
+        if not job_id:
+            return None
+        try:
+            job = self.get(str(job_id))
+        except Gone:
+            return None
+        return job if job is not None and job.status == "succeeded" else None
 
     # -- queue position and ETA ---------------------------------------------------------------------
     def mark_waiting(self, queue: str, job_id: str, score_ms: float) -> None:

@@ -22,7 +22,9 @@ def submit(stack: Stack, files: list[str], instruction: str, **fields: Any) -> d
     multipart = [("image", (name, (FIXTURES / name).read_bytes(), "application/octet-stream"))
                  for name in files]
     data = {"instruction": instruction, **{k: str(v) for k, v in fields.items()}}
-    resp = requests.post(f"{stack.url}/v1/jobs", files=multipart, data=data, timeout=30)
+    # no-cache: these tests are about the pipeline, so never let an identical earlier request answer them
+    resp = requests.post(f"{stack.url}/v1/jobs", files=multipart, data=data, timeout=30,
+                         headers={"Cache-Control": "no-cache"})
     assert resp.status_code == 202, resp.text
     assert resp.headers["Location"] == f"/v1/jobs/{resp.json()['id']}"
     return dict(resp.json())
