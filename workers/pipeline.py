@@ -21,7 +21,7 @@ from shared.errors import ClientInputError, NanoeditError, job_error
 from shared.jobs.model import CANCELING, QUEUED, RUNNING, Job
 from shared.queueing import GENERATE_QUEUE, PREPROCESS_QUEUE
 from workers.context import WorkerContext
-from workers.providers.base import EditRequest, InputImage, ProviderError
+from workers.providers.base import EditRequest, InputImage, ProviderError, Retry
 from workers.retry import backoff_delay
 
 log = logging.getLogger("nanoedit.pipeline")
@@ -139,12 +139,14 @@ def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int) -> R
 
 def _after_failure(ctx: WorkerContext, job: Job, index: int, attempt: int,
                    exc: ProviderError) -> RetryLater | None:
-    retries_used = attempt - 1
-    if exc.retryable and retries_used < ctx.settings.max_retries:
+    """Retry or fail one output, as the error table (workers.providers.base.ERROR_TABLE) says."""
+    rule = exc.rule
+    allowed = {Retry.NEVER: 0, Retry.ONCE: 1, Retry.BACKOFF: ctx.settings.max_retries}[rule.retry]
+    if attempt - 1 < allowed:
         delay = backoff_delay(attempt, cap_s=float(ctx.settings.max_countdown_s), hint_s=exc.retry_after_hint_s)
         if ctx.clock.now() + delay < job.deadline_at:
             log.info("retrying output", extra={"job_id": job.id, "output": index, "attempt": attempt,
-                                               "outcome": exc.outcome, "countdown_s": round(delay, 2)})
+                                               "outcome": rule.outcome, "countdown_s": round(delay, 2)})
             return RetryLater(countdown=delay, attempt=attempt + 1)
     return _resolve(ctx, job, index, {"status": "failed", "error": exc.as_job_error()})
 

@@ -22,6 +22,7 @@ from workers.fake_gemini import FakeGeminiConfig, FakeGeminiServer
 from workers.providers.base import (
     ContentBlocked,
     EditRequest,
+    EmptyResponse,
     InputImage,
     InvalidProviderRequest,
     ModelUnavailable,
@@ -31,6 +32,7 @@ from workers.providers.base import (
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
+    QuotaExhaustedForDay,
 )
 from workers.providers.gemini import (
     GeminiProvider,
@@ -159,7 +161,8 @@ def test_build_prompt_formats() -> None:
     ("model_not_found", ModelUnavailable),
     ("text_only", NoImageGenerated),
     ("no_image", NoImageGenerated),
-    ("empty", NoImageGenerated),
+    ("empty", EmptyResponse),
+    ("quota_day", QuotaExhaustedForDay),
     ("prompt_blocked", ContentBlocked),
     ("image_safety", ContentBlocked),
     ("safety", ContentBlocked),

@@ -210,3 +210,15 @@ def test_reconciler_requeues_a_queued_job_whose_message_was_lost(redis_db: redis
     ctx.enqueuer.depths["preprocess"] = 0  # type: ignore[attr-defined]
     assert maintenance.reconcile(ctx)["requeued"] == 1
     assert ("preprocess", job_id) in ctx.enqueuer.sent  # type: ignore[attr-defined]
+
+
+def test_empty_answer_is_retried_exactly_once(redis_db: redis.Redis, clock: FakeClock) -> None:
+    from workers.providers.base import EmptyResponse
+
+    provider = StubProvider(EmptyResponse("no candidates"), EmptyResponse("no candidates"), "ok")
+    ctx = make_ctx(redis_db, clock, provider)
+    job_id = add_job(ctx, clock)
+    run_all(ctx, job_id)
+    job = ctx.store.get(job_id)
+    assert job is not None and job.status == "failed" and job.error is not None
+    assert job.error["code"] == "no_image_generated" and len(provider.calls) == 2

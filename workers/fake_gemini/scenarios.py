@@ -134,6 +134,12 @@ def rate_limited(ctx: ScenarioContext) -> Reply | None:
     return wire.rate_limited(ctx.model, retry_after_s=7, limit=ctx.config.rpm or 10)
 
 
+@scenario("quota_day")
+def quota_day(ctx: ScenarioContext) -> Reply | None:
+    """The per-day request quota is used up: 429 whose QuotaFailure names a PerDay quota."""
+    return wire.rate_limited(ctx.model, retry_after_s=3600, limit=ctx.config.rpm or 250, per="Day")
+
+
 @scenario("overloaded")
 def overloaded(ctx: ScenarioContext) -> Reply | None:
     return wire.overloaded()

@@ -77,11 +77,11 @@ def retry_info(delay_s: float) -> dict[str, Any]:
     return {"@type": RPC_TYPE + "RetryInfo", "retryDelay": text}
 
 
-def rate_limited(model: str, *, retry_after_s: float, limit: int) -> Reply:
-    """429 as the real API sends it for a per-minute quota: Help, QuotaFailure and RetryInfo details."""
+def rate_limited(model: str, *, retry_after_s: float, limit: int, per: str = "Minute") -> Reply:
+    """429 as the real API sends it for a per-minute (or per-day) quota: Help, QuotaFailure, RetryInfo."""
     violation = {
         "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
-        "quotaId": "GenerateRequestsPerMinutePerProjectPerModel",
+        "quotaId": f"GenerateRequestsPer{per}PerProjectPerModel",
         "quotaDimensions": {"location": "global", "model": model},
         "quotaValue": str(limit),
     }

@@ -8,6 +8,7 @@ fail, wait) from the error classification. Providers must not log or raise API k
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from shared.errors import JobError
@@ -42,61 +43,119 @@ class EditResult:
     usage: dict[str, int] = field(default_factory=dict)
 
 
-class ProviderError(JobError):
-    """A provider call failed. `retryable` says whether a later attempt may succeed."""
+class Retry(StrEnum):
+    NEVER = "never"  # retrying cannot help (bad request, auth, safety, per-day quota)
+    BACKOFF = "backoff"  # transient: exponential backoff with full jitter, up to NANOEDIT_MAX_RETRIES
+    ONCE = "once"  # probably not transient, but cheap to try one more time (empty answers)
 
-    code = "internal_error"
-    retryable = False
-    outcome = "error"  # short label for attempts/metrics
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """How the service treats one provider outcome. The job error code's HTTP status and suggestion come
+    from `shared.errors` (one place for public wording)."""
+
+    outcome: str  # label in job.attempts and metrics
+    code: str  # job.error code (design §5)
+    retry: Retry
+    transient: bool  # counts as a provider failure for the circuit breaker
+    fleet_cooldown: bool = False  # pause the whole fleet (429: our quota, not this request)
+    note: str = ""
+
+
+class ProviderError(JobError):
+    """A provider call failed; what to do about it is `rule` (looked up in ERROR_TABLE below)."""
 
     def __init__(self, details: str = "", *, retry_after_s: float | None = None, **kw: object) -> None:
         super().__init__(details, **kw)  # type: ignore[arg-type]
         self.retry_after_hint_s = retry_after_s
 
+    @property
+    def rule(self) -> Rule:
+        return rule_for(type(self))
+
+    @property
+    def retryable(self) -> bool:
+        return self.rule.retry is not Retry.NEVER
+
+    @property
+    def outcome(self) -> str:
+        return self.rule.outcome
+
 
 class ProviderTimeout(ProviderError):
     code = "upstream_timeout"
-    retryable = True
-    outcome = "timeout"
 
 
 class ProviderRateLimited(ProviderError):
     code = "upstream_rate_limited"
-    retryable = True
-    outcome = "rate_limited"
+
+
+class QuotaExhaustedForDay(ProviderRateLimited):
+    """429 whose QuotaFailure names a per-day quota: nothing to gain before it resets."""
 
 
 class ProviderUnavailable(ProviderError):
     code = "upstream_unavailable"
-    retryable = True
-    outcome = "unavailable"
 
 
 class ProviderAuthError(ProviderError):
     code = "upstream_auth_error"
-    outcome = "auth_error"
 
 
 class ModelUnavailable(ProviderError):
     code = "model_unavailable"
-    outcome = "model_unavailable"
 
 
 class ContentBlocked(ProviderError):
     code = "content_blocked"
-    outcome = "blocked"
 
 
 class NoImageGenerated(ProviderError):
     code = "no_image_generated"
-    outcome = "no_image"
+
+
+class EmptyResponse(NoImageGenerated):
+    """No candidates at all (and no block reason): usually a hiccup, worth exactly one more try."""
 
 
 class InvalidProviderRequest(ProviderError):
     """The provider refused the request as malformed (HTTP 400): our bug or an input it cannot take."""
 
     code = "internal_error"
-    outcome = "bad_request"
+
+
+# The error table: every provider outcome, in one place. Most specific class first.
+ERROR_TABLE: tuple[tuple[type[ProviderError], Rule], ...] = (
+    (QuotaExhaustedForDay, Rule("quota_exhausted_day", "upstream_rate_limited", Retry.NEVER, transient=False,
+                                fleet_cooldown=True, note="429 on a per-day quota: not retried until reset")),
+    (ProviderRateLimited, Rule("rate_limited", "upstream_rate_limited", Retry.BACKOFF, transient=False,
+                               fleet_cooldown=True, note="429: retried no sooner than RetryInfo.retryDelay")),
+    (ProviderTimeout, Rule("timeout", "upstream_timeout", Retry.BACKOFF, transient=True,
+                           note="no answer within NANOEDIT_GEMINI_TIMEOUT_S, or HTTP 408")),
+    (ProviderUnavailable, Rule("unavailable", "upstream_unavailable", Retry.BACKOFF, transient=True,
+                               note="HTTP 500/502/503/504, connection errors, non-JSON answers")),
+    (ProviderAuthError, Rule("auth_error", "upstream_auth_error", Retry.NEVER, transient=False,
+                             note="HTTP 401/403, or 400 API_KEY_INVALID")),
+    (ModelUnavailable, Rule("model_unavailable", "model_unavailable", Retry.NEVER, transient=False,
+                            note="HTTP 404: unknown model")),
+    (ContentBlocked, Rule("blocked", "content_blocked", Retry.NEVER, transient=False,
+                          note="promptFeedback.blockReason or a safety finishReason")),
+    (EmptyResponse, Rule("empty", "no_image_generated", Retry.ONCE, transient=False,
+                         note="no candidates: retried once")),
+    (NoImageGenerated, Rule("no_image", "no_image_generated", Retry.NEVER, transient=False,
+                            note="answered with text only / finishReason NO_IMAGE")),
+    (InvalidProviderRequest, Rule("bad_request", "internal_error", Retry.NEVER, transient=False,
+                                  note="HTTP 400 other than a bad key: a bug on our side")),
+    (ProviderError, Rule("error", "internal_error", Retry.NEVER, transient=False,
+                         note="anything unexpected from the SDK")),
+)
+
+
+def rule_for(cls: type[ProviderError]) -> Rule:
+    for klass, rule in ERROR_TABLE:
+        if issubclass(cls, klass):
+            return rule
+    raise LookupError(cls)  # unreachable: ProviderError is the last row
 
 
 class Provider(Protocol):

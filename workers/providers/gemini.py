@@ -37,6 +37,7 @@ from workers.providers.base import (
     ContentBlocked,
     EditRequest,
     EditResult,
+    EmptyResponse,
     InvalidProviderRequest,
     ModelUnavailable,
     NoImageGenerated,
@@ -46,6 +47,7 @@ from workers.providers.base import (
     ProviderRateLimited,
     ProviderTimeout,
     ProviderUnavailable,
+    QuotaExhaustedForDay,
 )
 
 ROLE_HINTS: Mapping[str, str] = {
@@ -171,6 +173,13 @@ def _is_bad_key(message: str, details: list[Mapping[str, Any]]) -> bool:
     return reason in ("API_KEY_INVALID", "API_KEY_EXPIRED") or "API key not valid" in message
 
 
+def _is_per_day_quota(details: list[Mapping[str, Any]]) -> bool:
+    """QuotaFailure violations name the quota (e.g. GenerateRequestsPerDayPerProjectPerModel)."""
+    failure = _detail_of_type(details, "google.rpc.QuotaFailure")
+    violations = failure.get("violations", []) if failure else []
+    return any("perday" in str(v.get("quotaId", "")).lower() for v in violations if isinstance(v, Mapping))
+
+
 def classify_api_error(exc: genai_errors.APIError, secrets: Iterable[str] = ()) -> ProviderError:
     """An SDK HTTP error as our error: class from the status table, details from code + status + message."""
     code = int(exc.code or 0)
@@ -186,6 +195,8 @@ def classify_api_error(exc: genai_errors.APIError, secrets: Iterable[str] = ()) 
     if error_class is None:
         return ProviderError(text)
     if error_class is ProviderRateLimited:
+        if _is_per_day_quota(details):
+            return QuotaExhaustedForDay(text, retry_after_s=_retry_after_s(exc, details))
         return ProviderRateLimited(text, retry_after_s=_retry_after_s(exc, details))
     return error_class(text)
 
@@ -218,7 +229,7 @@ def result_from_response(response: types.GenerateContentResponse) -> EditResult:
     if block_reason:
         raise ContentBlocked(f"prompt blocked: {block_reason}")
     if not response.candidates:
-        raise NoImageGenerated("the model returned no candidates")
+        raise EmptyResponse("the model returned no candidates")
     candidate = response.candidates[0]
     finish_reason = _enum_name(candidate.finish_reason)
     parts = (candidate.content.parts if candidate.content is not None else None) or []
