@@ -1,0 +1,383 @@
+"""FleetLimiter: the one provider quota every generate worker, on every machine, shares through Redis.
+
+Owns admission to the provider: a lease-based concurrency cap (a killed holder's slot frees itself after
+`lease_s`), requests/min and images/min caps (GCRA, zero burst tolerance), a fleet-wide cooldown after a provider
+429, and the runtime overrides of those limits. Every admission decision is one Lua script that reads Redis's own
+clock (`TIME`), so workers on machines with skewed clocks still agree; the caller's clock is used only to pace its
+own polling (`acquire_blocking`). It must not call the provider, sleep inside Redis, or know about jobs.
+
+Why hand-written: `limits` (5.8) offers single-key fixed/moving/sliding-window rate limits stamped with the
+caller's clock, but no lease-based concurrency semaphore, no atomic multi-dimension check-then-charge and no fleet
+cooldown. (Celery's `rate_limit` is per worker instance, so it cannot hold a fleet-wide quota either.)
+
+Key layout (all under f"{prefix}:limiter"; times are epoch seconds of Redis `TIME`, stored with %.17g):
+    {prefix}:limiter:leases       ZSET  holder -> lease expiry; expired members are dropped by the next acquire
+    {prefix}:limiter:config       HASH  runtime overrides: concurrency, rpm, images_per_min, lease_s
+                                        (absent field = the env default the caller passes in)
+    {prefix}:limiter:tat:requests STRING theoretical arrival time of the next request (GCRA), PX-expiring
+    {prefix}:limiter:tat:images   STRING theoretical arrival time of the next image (GCRA), PX-expiring
+    {prefix}:limiter:cooldown     STRING end of the fleet cooldown, PX-expiring
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from shared.clock import Clock
+
+log = logging.getLogger("nanoedit.limiter")
+
+GRANTED = "granted"
+REASONS = (GRANTED, "concurrency", "rpm", "images_per_min", "cooldown")
+
+# field -> (minimum, integral). Python (`_parse_override`) and Lua (`num` below) apply the same rule to a stored
+# override, so a hand-edited bad value falls back to the default in both places instead of disagreeing.
+_FIELDS: dict[str, tuple[float, bool]] = {
+    "concurrency": (1, True),
+    "rpm": (0, True),
+    "images_per_min": (0, True),
+    "lease_s": (0.001, False),
+}
+
+# Shared head of every script: Redis time and the effective limits (overrides in KEYS[2] over ARGV defaults).
+# ARGV[1..4] = default concurrency, rpm, images_per_min, lease_s.
+_PRELUDE = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function fmt(x) return string.format('%.17g', x) end
+local function num(raw, default, lo, integral)
+  local x = tonumber(raw)
+  if x == nil or x ~= x or x == math.huge or x < lo then return default end
+  if integral then return math.floor(x) end
+  return x
+end
+local raw = redis.call('HMGET', KEYS[2], 'concurrency', 'rpm', 'images_per_min', 'lease_s')
+local concurrency = num(raw[1], tonumber(ARGV[1]), 1, true)
+local rpm = num(raw[2], tonumber(ARGV[2]), 0, true)
+local images_per_min = num(raw[3], tonumber(ARGV[3]), 0, true)
+local lease_s = num(raw[4], tonumber(ARGV[4]), 0.001, false)
+"""
+
+# KEYS: 1 leases, 2 config, 3 tat:requests, 4 tat:images, 5 cooldown.
+# ARGV: 1-4 defaults, 5 holder, 6 images, 7 poll cap (s) for a concurrency refusal.
+# Returns {granted 0|1, reason, wait_s as a string} (Lua numbers would be truncated to integers on the way out).
+#
+# GCRA with zero burst tolerance: a dimension admits only when its TAT <= now, and an admission moves the TAT to
+# now + cost * T with T = 60 / limit. So consecutive admissions are >= T apart (times the earlier one's cost), and
+# k requests inside any window of length w need (k - 1) * T <= w: a 60 s window sees at most `rpm` requests
+# (k - 1 < 60 / T = rpm for a half-open window). For images a call's cost is spaced out *after* it, so a 60 s
+# window sees at most images_per_min + (largest single charge - 1) images.
+_ACQUIRE = _PRELUDE + """
+local holder = ARGV[5]
+local images = tonumber(ARGV[6])
+local poll_cap = tonumber(ARGV[7])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt(now))
+
+-- Idempotent: a holder with a live lease was admitted already; renew it, charge nothing (even in a cooldown
+-- that started since: callers release before retrying after a 429).
+if redis.call('ZSCORE', KEYS[1], holder) then
+  redis.call('ZADD', KEYS[1], fmt(now + lease_s), holder)
+  return {1, 'granted', '0'}
+end
+
+local cooldown_end = tonumber(redis.call('GET', KEYS[5]) or '0') or 0
+if cooldown_end > now then return {0, 'cooldown', fmt(cooldown_end - now)} end
+
+-- Check every dimension before mutating anything; report the one that binds longest.
+local reason, wait = nil, -1
+local function refuse(r, w)
+  if w > wait then reason, wait = r, w end
+end
+if redis.call('ZCARD', KEYS[1]) >= concurrency then
+  -- Capped: most leases are released long before they expire, so the caller polls rather than sleeping
+  -- until the earliest expiry.
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  refuse('concurrency', math.min(tonumber(first[2]) - now, poll_cap))
+end
+local tat_requests = 0
+if rpm > 0 then
+  tat_requests = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+  if tat_requests > now then refuse('rpm', tat_requests - now) end
+end
+local tat_images = 0
+if images_per_min > 0 then
+  tat_images = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
+  if tat_images > now then refuse('images_per_min', tat_images - now) end
+end
+if reason then return {0, reason, fmt(math.max(wait, 0.001))} end
+
+if rpm > 0 then
+  local tat = now + 60 / rpm
+  redis.call('SET', KEYS[3], fmt(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
+end
+if images_per_min > 0 then
+  local tat = now + images * 60 / images_per_min
+  redis.call('SET', KEYS[4], fmt(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
+end
+redis.call('ZADD', KEYS[1], fmt(now + lease_s), holder)
+return {1, 'granted', '0'}
+"""
+
+# KEYS: 1 leases, 2 config. ARGV: 1-4 defaults, 5 holder. Returns 1 when renewed, 0 when the lease had expired.
+_RENEW = _PRELUDE + """
+local expiry = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[5]) or '0') or 0
+if expiry <= now then
+  redis.call('ZREM', KEYS[1], ARGV[5])
+  return 0
+end
+redis.call('ZADD', KEYS[1], fmt(now + lease_s), ARGV[5])
+return 1
+"""
+
+# KEYS: 1 cooldown. ARGV: 1 seconds. The cooldown ends at max(existing end, now + seconds). Returns remaining s.
+_COOLDOWN = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local current = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local wanted = now + tonumber(ARGV[1])
+if wanted > current then
+  redis.call('SET', KEYS[1], string.format('%.17g', wanted), 'PX', math.ceil((wanted - now) * 1000))
+  current = wanted
+end
+return string.format('%.17g', current - now)
+"""
+
+# KEYS: 1 leases, 2 cooldown, 3 tat:requests, 4 tat:images. Read-only.
+# Returns {now, cooldown end, tat requests, tat images, holder1, expiry1, holder2, expiry2, ...} (live leases).
+_STATE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local out = {string.format('%.17g', now), redis.call('GET', KEYS[2]) or '0',
+             redis.call('GET', KEYS[3]) or '0', redis.call('GET', KEYS[4]) or '0'}
+local live = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. string.format('%.17g', now), '+inf', 'WITHSCORES')
+for i = 1, #live do out[#out + 1] = live[i] end
+return out
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitConfig:
+    """Effective fleet limits. `lease_s` should exceed the provider timeout unless the holder renews."""
+
+    concurrency: int
+    rpm: int = 0  # 0 = no cap
+    images_per_min: int = 0  # 0 = no cap
+    lease_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        for name, (minimum, integral) in _FIELDS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"limiter {name}={value!r} is not a finite number")
+            if integral and value != int(value):
+                raise ValueError(f"limiter {name}={value!r} is not an integer")
+            if value < minimum:
+                raise ValueError(f"limiter {name}={value!r} is below the minimum {minimum}")
+            object.__setattr__(self, name, int(value) if integral else float(value))
+
+
+@dataclass(frozen=True, slots=True)
+class Acquire:
+    granted: bool
+    wait_s: float  # how long until a retry could succeed; 0 when granted
+    reason: str  # one of REASONS
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    now: float
+    cooldown_end: float
+    tat_requests: float
+    tat_images: float
+    leases: dict[str, float]  # live holder -> expiry (Redis time)
+
+
+class FleetLimiter:
+    """Fleet-wide provider admission. `defaults` come from the environment; Redis overrides win."""
+
+    def __init__(self, r: redis.Redis, prefix: str, defaults: LimitConfig, *,
+                 concurrency_poll_s: float = 1.0) -> None:
+        self.r = r
+        self.defaults = defaults
+        self.concurrency_poll_s = concurrency_poll_s
+        base = f"{prefix}:limiter"
+        self.leases_key = f"{base}:leases"
+        self.config_key = f"{base}:config"
+        self.tat_requests_key = f"{base}:tat:requests"
+        self.tat_images_key = f"{base}:tat:images"
+        self.cooldown_key = f"{base}:cooldown"
+        self._acquire = r.register_script(_ACQUIRE)
+        self._renew = r.register_script(_RENEW)
+        self._cooldown = r.register_script(_COOLDOWN)
+        self._state = r.register_script(_STATE)
+
+    def _default_args(self) -> list[str]:
+        d = self.defaults
+        return [str(d.concurrency), str(d.rpm), str(d.images_per_min), repr(float(d.lease_s))]
+
+    # -- configuration ------------------------------------------------------------------------------
+    def overrides(self) -> dict[str, int | float]:
+        """The valid runtime overrides stored in Redis (what differs from the env defaults)."""
+        stored: dict[Any, Any] = self.r.hgetall(self.config_key)
+        out: dict[str, int | float] = {}
+        for name, raw in stored.items():
+            value = _parse_override(_text(name), _text(raw))
+            if value is not None:
+                out[_text(name)] = value
+        return out
+
+    def get_config(self) -> LimitConfig:
+        return _config({**dataclasses.asdict(self.defaults), **self.overrides()})
+
+    def set_config(self, **changes: float | None) -> LimitConfig:
+        """Validate and store overrides (None drops one back to its default); fleet-wide at once."""
+        unknown = set(changes) - set(_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown limiter setting(s): {', '.join(sorted(unknown))}")
+        to_set = {k: v for k, v in changes.items() if v is not None}
+        to_drop = [k for k, v in changes.items() if v is None]
+        values: dict[str, Any] = {**dataclasses.asdict(self.defaults), **self.overrides(), **to_set}
+        for name in to_drop:
+            values[name] = getattr(self.defaults, name)
+        merged = _config(values)  # validates before anything is stored
+        pipe = self.r.pipeline(transaction=True)
+        if to_set:
+            pipe.hset(self.config_key, mapping={k: _encode(name=k, value=v) for k, v in to_set.items()})
+        if to_drop:
+            pipe.hdel(self.config_key, *to_drop)
+        pipe.execute()
+        log.info("limiter config changed", extra={"changes": changes})
+        return merged
+
+    def reset_config(self) -> None:
+        """Drop every override: the env defaults apply again."""
+        self.r.delete(self.config_key)
+
+    # -- admission ----------------------------------------------------------------------------------
+    def try_acquire(self, holder: str, images: int = 1) -> Acquire:
+        """One atomic admission attempt; on grant, `holder` owns a lease until release or expiry."""
+        if images < 1:
+            raise ValueError(f"images={images} must be >= 1")
+        granted, reason, wait = self._acquire(
+            keys=[self.leases_key, self.config_key, self.tat_requests_key, self.tat_images_key, self.cooldown_key],
+            args=[*self._default_args(), holder, images, repr(float(self.concurrency_poll_s))])
+        return Acquire(granted=int(granted) == 1, wait_s=float(_text(wait)), reason=_text(reason))
+
+    def acquire_blocking(self, holder: str, images: int = 1, *, max_wait_s: float,
+                         sleep: Callable[[float], None], clock: Clock,
+                         rng: random.Random | None = None) -> Acquire:
+        """Poll `try_acquire` for up to `max_wait_s`; returns the last answer (granted or not).
+
+        For short waits only: a refusal whose wait outlasts the remaining budget (rpm, images, cooldown) returns
+        at once, so the caller can re-queue with countdown=wait_s instead of holding a worker slot. Sleeps add up
+        to 10 % jitter so a fleet of pollers does not stampede on the same instant.
+        """
+        rng = rng or random.Random()
+        deadline = clock.now() + max_wait_s
+        while True:
+            result = self.try_acquire(holder, images)
+            if result.granted:
+                return result
+            remaining = deadline - clock.now()
+            if remaining <= 0 or (result.reason != "concurrency" and result.wait_s > remaining):
+                return result
+            sleep(min(result.wait_s * (1 + 0.1 * rng.random()), remaining))
+
+    def release(self, holder: str) -> None:
+        self.r.zrem(self.leases_key, holder)
+
+    def renew(self, holder: str) -> bool:
+        """Extend `holder`'s lease by lease_s from now; False if it had already expired (slot may be reused)."""
+        return int(self._renew(keys=[self.leases_key, self.config_key],
+                               args=[*self._default_args(), holder])) == 1
+
+    def in_flight(self) -> int:
+        return len(self._snapshot().leases)
+
+    # -- provider pushback --------------------------------------------------------------------------
+    def cooldown(self, seconds: float) -> None:
+        """Pause all admissions fleet-wide for `seconds` (never shortens a longer cooldown already running)."""
+        if not math.isfinite(seconds) or seconds <= 0:
+            return
+        self._cooldown(keys=[self.cooldown_key], args=[repr(float(seconds))])
+
+    def cooldown_remaining_s(self) -> float:
+        snap = self._snapshot()
+        return max(0.0, snap.cooldown_end - snap.now)
+
+    # -- reporting ----------------------------------------------------------------------------------
+    def _snapshot(self) -> _Snapshot:
+        raw: list[Any] = self._state(keys=[self.leases_key, self.cooldown_key, self.tat_requests_key,
+                                           self.tat_images_key])
+        values = [_text(v) for v in raw]
+        leases = {values[i]: float(values[i + 1]) for i in range(4, len(values) - 1, 2)}
+        return _Snapshot(now=float(values[0]), cooldown_end=_float(values[1]), tat_requests=_float(values[2]),
+                         tat_images=_float(values[3]), leases=leases)
+
+    def state(self) -> dict[str, Any]:
+        """For reports and admin routes: effective limits, leases, cooldown and next admission times."""
+        config = self.get_config()
+        snap = self._snapshot()
+        cooldown_s = max(0.0, snap.cooldown_end - snap.now)
+        request_s = max(0.0, snap.tat_requests - snap.now) if config.rpm else 0.0
+        image_s = max(0.0, snap.tat_images - snap.now) if config.images_per_min else 0.0
+        in_flight = len(snap.leases)
+        return {
+            "config": dataclasses.asdict(config),
+            "overrides": self.overrides(),
+            "redis_time": snap.now,
+            "in_flight": in_flight,
+            "free_slots": max(0, config.concurrency - in_flight),
+            "leases": [{"holder": h, "expires_in_s": round(exp - snap.now, 3)}
+                       for h, exp in sorted(snap.leases.items(), key=lambda kv: kv[1])],
+            "cooldown_remaining_s": round(cooldown_s, 3),
+            "next_request_in_s": round(request_s, 3),
+            "next_image_in_s": round(image_s, 3),
+            # When a request could next be admitted if a slot is free (epoch seconds, Redis time).
+            "next_admission_at": snap.now + max(cooldown_s, request_s, image_s),
+        }
+
+
+def _config(values: dict[str, Any]) -> LimitConfig:
+    return LimitConfig(**values)
+
+
+def _parse_override(name: str, raw: str) -> int | float | None:
+    """A stored override, or None when unknown or invalid (then the default applies, as in the Lua `num`)."""
+    if name not in _FIELDS:
+        return None
+    minimum, integral = _FIELDS[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < minimum:
+        log.warning("ignoring invalid limiter override", extra={"field": name, "value": raw})
+        return None
+    return math.floor(value) if integral else value
+
+
+def _encode(*, name: str, value: float) -> str:
+    return str(int(value)) if _FIELDS[name][1] else repr(float(value))
+
+
+def _text(value: Any) -> str:
+    """Script replies and hash fields as str whether or not the client decodes responses."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        return 0.0
