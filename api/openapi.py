@@ -293,6 +293,10 @@ def _meta_paths() -> dict[str, Any]:
     ready_params = [{"name": "detailed", "in": "query", "required": False,
                      "description": "true adds each check's result.", "schema": {"type": "boolean"}}]
     return {
+        "/": {"get": _op("submitPage", "web", "The submit page (HTML): upload images, follow the job, download",
+                         _responses({200: {"description": "The page.", "headers": _headers(),
+                                           "content": {"text/html": {"schema": {"type": "string"}}}}}),
+                         public=True)},
         "/v1": {"get": _op("apiIndex", "meta", "API metadata, limits and links",
                            _responses({200: _json("Metadata.", _ref("ApiIndex"))}, 500), public=True)},
         "/openapi.json": {"get": _op("openapi", "meta", "This OpenAPI 3.1 document",

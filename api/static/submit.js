@@ -150,7 +150,7 @@
     renderOutputErrors(job.output_errors || []);
 
     const terminal = TERMINAL.has(status);
-    el.cancel.hidden = terminal;
+    el.cancel.hidden = terminal || status === "canceling";
     if (terminal) el.cancel.disabled = false;
     if (status === "failed" && job.error) showError(job.error);
     if (status === "canceled") setNote("The job was canceled.");
@@ -323,11 +323,22 @@
       el.status.dataset.status = "rejected";
       setText(el.idle, "The job was not accepted.");
       showError(res.body, res.status);
-      el.error.focus();
+      revealResult();
+      el.error.focus({ preventScroll: true });
       return;
     }
     jobId = res.body.id;
     if (!renderJob(res.body)) schedule(gen, POLL_MIN_MS);
+    revealResult();
+  }
+
+  // On a narrow screen the result sits below the form: bring it into view once there is something to see.
+  function revealResult() {
+    const box = el.status.closest("section").getBoundingClientRect();
+    if (box.top > window.innerHeight * 0.6) {
+      const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+      el.status.closest("section").scrollIntoView({ behavior: smooth ? "smooth" : "auto", block: "start" });
+    }
   }
 
   async function cancelJob() {
