@@ -17,6 +17,7 @@ from api.services import Services
 from shared.blobs import BlobStore, FilesystemBlobStore
 from shared.clock import Clock, SystemClock
 from shared.jobs.store import JobStore
+from shared.limiter import FleetLimiter
 from shared.logging_setup import log_context
 from shared.queueing import Enqueuer, make_celery
 from shared.redis_conn import Keys, redis_client
@@ -43,7 +44,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
 
     app.extensions["nanoedit"] = Services(
         settings=settings, redis=r, keys=keys, store=JobStore(r, keys, clock, on_terminal=on_terminal),
-        blobs=blobs or FilesystemBlobStore(settings.blob_dir), enqueuer=enq, clock=clock)
+        blobs=blobs or FilesystemBlobStore(settings.blob_dir), enqueuer=enq, clock=clock,
+        limiter=FleetLimiter(r, settings.redis_prefix, settings.limit_config()))
 
     from api.health import bp as health_bp
     from api.jobs import bp as jobs_bp

@@ -184,6 +184,8 @@ def cancel(job_id: str) -> tuple[Response, int]:
     if not result.ok:
         raise Conflict(f"job {job_id} finished before the cancel ({result.previous})",
                        suggestion="GET the job to read its result.")
+    # Waiting in the generate queue with nothing at the provider: canceled now, not when a worker gets to it.
+    svc.store.cancel_now_if_idle(job_id, busy=lambda: bool(svc.limiter.holders(f"{job_id}:")))
     fresh = svc.store.get(job_id)
     assert fresh is not None
     return jsonify(_view(svc, fresh)), 202

@@ -10,6 +10,7 @@ from flask import current_app
 from shared.blobs import BlobStore
 from shared.clock import Clock
 from shared.jobs.store import JobStore
+from shared.limiter import FleetLimiter
 from shared.queueing import Enqueuer
 from shared.redis_conn import Keys
 from shared.settings import Settings
@@ -24,6 +25,7 @@ class Services:
     blobs: BlobStore
     enqueuer: Enqueuer
     clock: Clock
+    limiter: FleetLimiter
 
 
 def services() -> Services:

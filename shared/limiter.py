@@ -304,6 +304,10 @@ class FleetLimiter:
     def in_flight(self) -> int:
         return len(self._snapshot().leases)
 
+    def holders(self, prefix: str = "") -> list[str]:
+        """Holders with a live lease whose name starts with `prefix` (e.g. a job's outputs: "JOBID:")."""
+        return [h for h in self._snapshot().leases if h.startswith(prefix)]
+
     # -- provider pushback --------------------------------------------------------------------------
     def cooldown(self, seconds: float) -> None:
         """Pause all admissions fleet-wide for `seconds` (never shortens a longer cooldown already running)."""

@@ -86,9 +86,13 @@ class Enqueuer:
         self.app.send_task(TASK_PREPROCESS, args=[job_id], task_id=f"{job_id}.preprocess",
                            queue=PREPROCESS_QUEUE, routing_key=PREPROCESS_QUEUE)
 
-    def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None) -> None:
-        self.app.send_task(TASK_GENERATE, args=[job_id, index, attempt],
-                           task_id=f"{job_id}.generate.{index}.{attempt}", queue=GENERATE_QUEUE,
+    def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None,
+                 wait: int = 0) -> None:
+        """`attempt` counts provider attempts (retries); `wait` counts re-queues while waiting for quota or
+        an open circuit, which burn no retry. Both are in the task id, so each delivery is counted apart."""
+        suffix = f"w{wait}" if wait else ""
+        self.app.send_task(TASK_GENERATE, args=[job_id, index, attempt, wait],
+                           task_id=f"{job_id}.generate.{index}.{attempt}{suffix}", queue=GENERATE_QUEUE,
                            routing_key=GENERATE_QUEUE, countdown=countdown)
 
     def webhook(self, job_id: str, attempt: int = 1, countdown: float | None = None) -> None:

@@ -54,8 +54,9 @@ class Keys:
     def deadlines(self) -> str:
         return f"{self.p}:deadlines"
 
-    def finished_per_minute(self, minute: int) -> str:
-        return f"{self.p}:stats:finished:{minute}"
+    @property
+    def recent_finishes(self) -> str:
+        return f"{self.p}:stats:recent_finishes"
 
     def deliveries(self, task_id: str) -> str:
         return f"{self.p}:deliveries:{task_id}"

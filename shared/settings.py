@@ -12,6 +12,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from shared.circuit import CircuitConfig
+from shared.limiter import LimitConfig
+
 DEFAULT_MODEL = "gemini-2.5-flash-image"
 
 
@@ -66,6 +69,15 @@ class Settings:
     gemini_concurrency: int = 3
     gemini_rpm: int = 0
     gemini_timeout_s: float = 60.0
+    gemini_images_per_min: int = 0
+    gemini_lease_s: float = 0.0  # 0 = derive: the generate task's hard time limit + 10 s
+    quota_wait_s: float = 2.0  # a generate task waits this long in its slot for quota before re-queueing
+    rate_limit_cooldown_s: float = 10.0  # fleet pause after a 429 without RetryInfo
+    circuit_failures: int = 5
+    circuit_failure_ratio: float = 0.5
+    circuit_min_calls: int = 20
+    circuit_window_s: float = 60.0
+    circuit_open_s: float = 30.0
     max_retries: int = 4
     job_deadline_s: int = 600
     local_delay_s: float = 0.0  # artificial latency of the local provider (demos, chaos tests)
@@ -109,6 +121,20 @@ class Settings:
     @property
     def generate_hard_limit_s(self) -> int:
         return self.generate_soft_limit_s + 30
+
+    @property
+    def effective_lease_s(self) -> float:
+        return self.gemini_lease_s or float(self.generate_hard_limit_s + 10)
+
+    def limit_config(self) -> LimitConfig:
+        """Env defaults of the fleet limiter (operators override them at run time, stored in Redis)."""
+        return LimitConfig(concurrency=self.gemini_concurrency, rpm=self.gemini_rpm,
+                           images_per_min=self.gemini_images_per_min, lease_s=self.effective_lease_s)
+
+    def circuit_config(self) -> CircuitConfig:
+        return CircuitConfig(consecutive_failures=self.circuit_failures, failure_ratio=self.circuit_failure_ratio,
+                             min_calls=self.circuit_min_calls, window_s=self.circuit_window_s,
+                             open_s=self.circuit_open_s)
 
     @property
     def effective_visibility_timeout_s(self) -> int:
@@ -156,6 +182,15 @@ class Settings:
             gemini_concurrency=_int(env, "NANOEDIT_GEMINI_CONCURRENCY", 3, 1),
             gemini_rpm=_int(env, "NANOEDIT_GEMINI_RPM", 0, 0),
             gemini_timeout_s=_float(env, "NANOEDIT_GEMINI_TIMEOUT_S", 60.0, 0.1),
+            gemini_images_per_min=_int(env, "NANOEDIT_GEMINI_IMAGES_PER_MIN", 0, 0),
+            gemini_lease_s=_float(env, "NANOEDIT_GEMINI_LEASE_S", 0.0, 0.0),
+            quota_wait_s=_float(env, "NANOEDIT_QUOTA_WAIT_S", 2.0, 0.0),
+            rate_limit_cooldown_s=_float(env, "NANOEDIT_RATE_LIMIT_COOLDOWN_S", 10.0, 0.0),
+            circuit_failures=_int(env, "NANOEDIT_CIRCUIT_FAILURES", 5, 1),
+            circuit_failure_ratio=_float(env, "NANOEDIT_CIRCUIT_FAILURE_RATIO", 0.5, 0.01),
+            circuit_min_calls=_int(env, "NANOEDIT_CIRCUIT_MIN_CALLS", 20, 1),
+            circuit_window_s=_float(env, "NANOEDIT_CIRCUIT_WINDOW_S", 60.0, 1.0),
+            circuit_open_s=_float(env, "NANOEDIT_CIRCUIT_OPEN_S", 30.0, 0.1),
             max_retries=_int(env, "NANOEDIT_MAX_RETRIES", 4, 0),
             job_deadline_s=_int(env, "NANOEDIT_JOB_DEADLINE_S", 600, 1),
             local_delay_s=_float(env, "NANOEDIT_LOCAL_DELAY_S", 0.0, 0.0),

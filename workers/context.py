@@ -10,8 +10,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shared.blobs import BlobStore, FilesystemBlobStore
+from shared.circuit import CircuitBreaker
 from shared.clock import Clock, SystemClock
 from shared.jobs.store import JobStore
+from shared.limiter import FleetLimiter
 from shared.queueing import Enqueuer, make_celery
 from shared.redis_conn import Keys, redis_client
 from shared.settings import Settings
@@ -26,6 +28,8 @@ class WorkerContext:
     enqueuer: Enqueuer
     clock: Clock
     provider_factory: Callable[[], Provider]
+    limiter: FleetLimiter
+    breaker: CircuitBreaker
     _provider: Provider | None = field(default=None, init=False)
 
     @property
@@ -49,4 +53,6 @@ def build_context(settings: Settings, enqueuer: Enqueuer | None = None) -> Worke
         enqueuer=enq,
         clock=clock,
         provider_factory=lambda: build_provider(settings),
+        limiter=FleetLimiter(r, settings.redis_prefix, settings.limit_config()),
+        breaker=CircuitBreaker(r, settings.redis_prefix, settings.circuit_config(), clock),
     )

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import logging
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +22,7 @@ from shared.errors import ClientInputError, NanoeditError, job_error
 from shared.jobs.model import CANCELING, QUEUED, RUNNING, Job
 from shared.queueing import GENERATE_QUEUE, PREPROCESS_QUEUE
 from workers.context import WorkerContext
-from workers.providers.base import EditRequest, InputImage, ProviderError, Retry
+from workers.providers.base import EditRequest, InputImage, NoImageGenerated, ProviderError, Retry
 from workers.retry import backoff_delay
 
 log = logging.getLogger("nanoedit.pipeline")
@@ -33,6 +34,7 @@ class RetryLater:
 
     countdown: float
     attempt: int
+    wait: int = 0
 
 
 def _load(ctx: WorkerContext, job_id: str) -> Job | None:
@@ -91,8 +93,9 @@ def run_preprocess(ctx: WorkerContext, job_id: str) -> None:
 
 
 # -- generate ---------------------------------------------------------------------------------------------
-def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int) -> RetryLater | None:
-    """Produce output `index`. Returns RetryLater for a transient failure worth another attempt."""
+def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int, wait: int = 0) -> RetryLater | None:
+    """Produce output `index`. Returns RetryLater to be re-queued: a transient failure worth another attempt,
+    or (same attempt, wait + 1) a wait for quota or for an open circuit, which burns no retry."""
     job = _load(ctx, job_id)
     if job is None or job.terminal:
         return None
@@ -110,6 +113,34 @@ def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int) -> R
         # Stored by an earlier delivery that died before recording it: record, never call the provider again.
         return _resolve(ctx, job, index, _output_meta(ctx.blobs.get(output_key(job_id, index))))
 
+    gate = ctx.breaker.allow()
+    if not gate.allowed:  # the provider is failing: wait without burning a retry, until the deadline
+        store.set_stage(job_id, "waiting_for_quota")
+        return _wait(ctx, job, attempt, wait, gate.retry_in_s, "circuit_open")
+    holder = f"{job_id}:{index}"
+    granted = ctx.limiter.acquire_blocking(holder, 1, max_wait_s=0.0, sleep=ctx.clock.sleep, clock=ctx.clock)
+    if not granted.granted:
+        store.set_stage(job_id, "waiting_for_quota")
+        granted = ctx.limiter.acquire_blocking(holder, 1, max_wait_s=ctx.settings.quota_wait_s,
+                                               sleep=ctx.clock.sleep, clock=ctx.clock)
+        if not granted.granted:
+            return _wait(ctx, job, attempt, wait, granted.wait_s, granted.reason)
+    try:
+        if store.cancel_requested(job_id):  # canceled while we waited: no provider call
+            return _resolve(ctx, job, index, {"status": "canceled"})
+        return _call_provider(ctx, job, index, attempt, gate.probe)
+    finally:
+        ctx.limiter.release(holder)
+
+
+def _wait(ctx: WorkerContext, job: Job, attempt: int, wait: int, wait_s: float, reason: str) -> RetryLater:
+    countdown = min(float(ctx.settings.max_countdown_s), max(0.05, wait_s) * (1 + 0.2 * random.random()))
+    log.info("waiting for quota", extra={"job_id": job.id, "reason": reason, "countdown_s": round(countdown, 2)})
+    return RetryLater(countdown=countdown, attempt=attempt, wait=wait + 1)
+
+
+def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe: bool) -> RetryLater | None:
+    store, job_id = ctx.store, job.id
     store.set_stage(job_id, "generating")
     request = _edit_request(ctx, job, index)
     started = ctx.clock.now()
@@ -118,16 +149,23 @@ def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int) -> R
     except ProviderError as exc:
         duration_ms = round((ctx.clock.now() - started) * 1000)
         _attempt(ctx, job_id, index, attempt, exc.outcome, duration_ms, started, exc.code)
+        rule = exc.rule
+        if rule.fleet_cooldown:  # our quota is spent: the whole fleet pauses, not just this task
+            ctx.limiter.cooldown(exc.retry_after_hint_s or ctx.settings.rate_limit_cooldown_s)
+        if rule.transient:
+            ctx.breaker.record_failure(probe=probe)
+        elif not rule.fleet_cooldown:  # a definite answer (4xx, safety): the provider itself is up
+            ctx.breaker.record_success(probe=probe)
         return _after_failure(ctx, job, index, attempt, exc)
     duration_ms = round((ctx.clock.now() - started) * 1000)
+    ctx.breaker.record_success(probe=probe)
     store.add_billed_call(job_id)
     _attempt(ctx, job_id, index, attempt, "succeeded", duration_ms, started, None)
     if store.cancel_requested(job_id):
         # Honest cancel: the call finished (and was billed) but its result is discarded.
         return _resolve(ctx, job, index, {"status": "canceled", "billed": True})
     if not result.images:
-        return _after_failure(ctx, job, index, attempt,
-                              ProviderError("provider returned no image", code="no_image_generated"))
+        return _after_failure(ctx, job, index, attempt, NoImageGenerated("provider returned no image"))
     store.set_stage(job_id, "storing")
     image = result.images[0]
     ctx.blobs.put(output_key(job_id, index), image.data)

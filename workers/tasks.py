@@ -72,13 +72,13 @@ def preprocess(self: Task, job_id: str) -> None:
 
 @app.task(name=TASK_GENERATE, bind=True, soft_time_limit=settings.generate_soft_limit_s,
           time_limit=settings.generate_hard_limit_s)
-def generate(self: Task, job_id: str, index: int, attempt: int = 1) -> None:
+def generate(self: Task, job_id: str, index: int, attempt: int = 1, wait: int = 0) -> None:
     ctx = context()
     with log_context(job_id=job_id, task_id=self.request.id, stage="generating"):
         if _poisoned(ctx, self, job_id):
             return
         try:
-            retry = pipeline.run_generate(ctx, job_id, index, attempt)
+            retry = pipeline.run_generate(ctx, job_id, index, attempt, wait)
         except SoftTimeLimitExceeded:
             # The provider call outlived its timeout by a wide margin: treat it as an upstream timeout.
             ctx.store.record_output(job_id, index, {"status": "failed", "error": job_error(
@@ -89,7 +89,8 @@ def generate(self: Task, job_id: str, index: int, attempt: int = 1) -> None:
             _crash(ctx, job_id, "generate", exc)
             return
         if retry is not None:
-            ctx.enqueuer.generate(job_id, index, attempt=retry.attempt, countdown=retry.countdown)
+            ctx.enqueuer.generate(job_id, index, attempt=retry.attempt, countdown=retry.countdown,
+                                  wait=retry.wait)
 
 
 @app.task(name=TASK_RECONCILE, bind=True, soft_time_limit=60, time_limit=90)

@@ -57,7 +57,8 @@ class JobStore:
     """All Redis reads and writes of job records. Pass the same clock the caller uses."""
 
     GONE_TTL_S = 7 * 24 * 3600
-    THROUGHPUT_WINDOW_MIN = 5
+    THROUGHPUT_WINDOW_S = 300
+    THROUGHPUT_MAX_SAMPLES = 2000
 
     def __init__(self, r: redis.Redis, keys: Keys, clock: Clock,
                  on_terminal: Callable[[str], None] | None = None) -> None:
@@ -139,14 +140,15 @@ class JobStore:
         return self.transition(job_id, status, fields)
 
     def _after_terminal(self, job_id: str) -> None:
-        minute = int(self.clock.now() // 60)
+        now = self.clock.now()
         pipe = self.r.pipeline(transaction=False)
         pipe.zrem(self.keys.deadlines, job_id)
         pipe.zrem(self.keys.waiting("preprocess"), job_id)
         pipe.zrem(self.keys.waiting("generate"), job_id)
-        counter = self.keys.finished_per_minute(minute)
-        pipe.incr(counter)
-        pipe.expire(counter, (self.THROUGHPUT_WINDOW_MIN + 2) * 60)
+        recent = self.keys.recent_finishes
+        pipe.zadd(recent, {job_id: now})
+        pipe.zremrangebyscore(recent, "-inf", now - self.THROUGHPUT_WINDOW_S)
+        pipe.zremrangebyrank(recent, 0, -self.THROUGHPUT_MAX_SAMPLES - 1)
         pipe.execute()
         if self.on_terminal is not None:
             try:
@@ -171,6 +173,22 @@ class JobStore:
         if queued.previous == CANCELING:
             return CasResult(ok=True, previous=CANCELING)
         return self.transition(job_id, CANCELING, {"cancel_requested": "1"})
+
+    def cancel_now_if_idle(self, job_id: str, busy: Callable[[], bool]) -> bool:
+        """Finish a `canceling` job at once when none of its outputs is at the provider.
+
+        Order matters: the cancel flag is already set, and a worker checks it *after* taking its limiter lease,
+        so if `busy()` (leases held for this job) is false now, no provider call for this job can start later.
+        Only once generate tasks exist (before that, preprocessing sees the flag and ends the job itself).
+        """
+        h = self.r.hmget(self.keys.job(job_id), ["status", "generate_enqueued", "num_images", "billed_calls"])
+        if h[0] != CANCELING or h[1] != "1" or busy():
+            return False
+        for index in range(int(h[2] or 1)):
+            self.r.hsetnx(self.keys.job_outputs(job_id), str(index), json.dumps({"status": "canceled"}))
+        billed = int(self.r.hget(self.keys.job(job_id), "billed_calls") or 0)
+        return self.finish(job_id, CANCELED, error=job_error(
+            "canceled", f"canceled by the client; billed provider calls: {billed}")).ok
 
     def record_output(self, job_id: str, index: int, result: dict[str, Any]) -> int:
         """Store one output's result; returns how many outputs are resolved (-1: job gone)."""
@@ -232,13 +250,17 @@ class JobStore:
         return None
 
     def throughput_per_s(self) -> float:
-        """Jobs finished per second over the last few minutes (0.0 when none)."""
-        minute = int(self.clock.now() // 60)
-        window = range(minute - self.THROUGHPUT_WINDOW_MIN, minute + 1)
-        values = self.r.mget([self.keys.finished_per_minute(m) for m in window])
-        total = sum(int(v) for v in values if v)
-        seconds = self.THROUGHPUT_WINDOW_MIN * 60 + (self.clock.now() % 60)
-        return total / seconds if total else 0.0
+        """Jobs finished per second, measured over the span the recent finishes actually cover (at most 5 min),
+        so a service that just started or was idle is not judged by minutes in which it had nothing to do."""
+        now = self.clock.now()
+        rows: list[Any] = list(self.r.zrangebyscore(self.keys.recent_finishes, now - self.THROUGHPUT_WINDOW_S,
+                                                    "+inf", withscores=True))
+        if not rows:
+            return 0.0
+        oldest = float(rows[0][1])
+        span = max(now - oldest, 1.0)
+        # n finishes spread over `span`: (n) / span; a single finish alone says little, so damp it.
+        return len(rows) / span if len(rows) > 1 else 1.0 / max(span, 10.0)
 
     def estimated_wait_s(self, position: int | None) -> float | None:
         if position is None:

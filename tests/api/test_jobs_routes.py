@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import pytest
@@ -119,3 +120,26 @@ def test_request_body_over_the_limit_is_413_payload_too_large() -> None:
                                                     "image": (io.BytesIO(PHOTO), "a.png")})
     assert resp.status_code == 413 and resp.json["code"] == "payload_too_large"  # type: ignore[index]
     assert resp.json["suggestion"]  # type: ignore[index]
+
+
+def _running_with_generate_tasks(client: FlaskClient) -> tuple[str, Any]:
+    job_id = submit(client)
+    svc = client.application.extensions["nanoedit"]
+    assert svc.store.transition(job_id, "running").ok
+    svc.store.update_if(job_id, ["running"], {"generate_enqueued": "1", "stage": "generating"})
+    return job_id, svc
+
+
+def test_cancel_of_a_job_waiting_for_generate_is_immediate(client: FlaskClient) -> None:
+    job_id, _ = _running_with_generate_tasks(client)
+    resp = client.delete(f"/v1/jobs/{job_id}")
+    assert resp.status_code == 202
+    assert resp.json["status"] == "canceled"  # type: ignore[index]
+    assert resp.json["billed_provider_calls"] == 0  # type: ignore[index]
+
+
+def test_cancel_while_an_output_is_at_the_provider_waits_for_it(client: FlaskClient) -> None:
+    job_id, svc = _running_with_generate_tasks(client)
+    assert svc.limiter.try_acquire(f"{job_id}:0").granted  # a worker holds a lease: the call is in flight
+    resp = client.delete(f"/v1/jobs/{job_id}")
+    assert resp.status_code == 202 and resp.json["status"] == "canceling"  # type: ignore[index]

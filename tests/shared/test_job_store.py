@@ -151,3 +151,15 @@ def test_listing_is_newest_first_with_a_cursor(store: JobStore, clock: FakeClock
     second = store.list_ids("anonymous", before_ms=first[-1][1], limit=10)
     assert [j for j, _ in second] == [f"{i:032x}" for i in (2, 1, 0)]
     assert store.list_ids("someone-else", before_ms=None, limit=10) == []
+
+
+def test_eta_after_an_idle_period_reflects_current_speed(store: JobStore, clock: FakeClock) -> None:
+    # Given a service idle for minutes that has just finished 4 jobs in 10 s
+    clock.advance(600)
+    for i in range(4):
+        store.create(make_job(clock, f"{i:032x}"))
+        store.transition(f"{i:032x}", "running")
+        store.finish(f"{i:032x}", "succeeded")
+        clock.advance(2.5)
+    # Then a job 4th in line is told ~10 s, not the minutes a 5-minute average would say
+    assert store.estimated_wait_s(4) == pytest.approx(10.0, rel=0.05)

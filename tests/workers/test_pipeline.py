@@ -9,9 +9,11 @@ import pytest
 import redis
 
 from shared.blobs import MemoryBlobStore, input_key, output_key
+from shared.circuit import CircuitBreaker
 from shared.clock import FakeClock
 from shared.jobs.model import InputMeta, Job
 from shared.jobs.store import JobStore
+from shared.limiter import FleetLimiter
 from shared.redis_conn import Keys
 from shared.settings import Settings
 from tests.conftest import FIXTURES
@@ -40,8 +42,9 @@ class StubEnqueuer:
     def preprocess(self, job_id: str) -> None:
         self.sent.append(("preprocess", job_id))
 
-    def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None) -> None:
-        self.sent.append(("generate", job_id, index, attempt, countdown))
+    def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None,
+                 wait: int = 0) -> None:
+        self.sent.append(("generate", job_id, index, attempt, countdown, wait))
 
 
 class StubProvider:
@@ -68,9 +71,11 @@ def clock() -> FakeClock:
 
 
 def make_ctx(r: redis.Redis, clock: FakeClock, provider: StubProvider, **settings: Any) -> WorkerContext:
-    return WorkerContext(settings=Settings(redis_prefix="t", **settings), store=JobStore(r, Keys("t"), clock),
+    s = Settings(redis_prefix="t", **settings)
+    return WorkerContext(settings=s, store=JobStore(r, Keys("t"), clock),
                          blobs=MemoryBlobStore(), enqueuer=StubEnqueuer(), clock=clock,  # type: ignore[arg-type]
-                         provider_factory=lambda: provider)
+                         provider_factory=lambda: provider, limiter=FleetLimiter(r, "t", s.limit_config()),
+                         breaker=CircuitBreaker(r, "t", s.circuit_config(), clock))
 
 
 def add_job(ctx: WorkerContext, clock: FakeClock, job_id: str = "a" * 32, num_images: int = 1,
@@ -92,11 +97,11 @@ def run_all(ctx: WorkerContext, job_id: str) -> list[Any]:
     while any(s[0] == "generate" for s in enqueuer.sent):
         item = next(s for s in enqueuer.sent if s[0] == "generate")
         enqueuer.sent.remove(item)
-        retry = pipeline.run_generate(ctx, item[1], item[2], item[3])
+        retry = pipeline.run_generate(ctx, item[1], item[2], item[3], item[5])
         results.append(retry)
         if retry is not None:
             ctx.clock.sleep(retry.countdown)
-            enqueuer.generate(item[1], item[2], retry.attempt, retry.countdown)
+            enqueuer.generate(item[1], item[2], retry.attempt, retry.countdown, retry.wait)
     return results
 
 
@@ -222,3 +227,50 @@ def test_empty_answer_is_retried_exactly_once(redis_db: redis.Redis, clock: Fake
     job = ctx.store.get(job_id)
     assert job is not None and job.status == "failed" and job.error is not None
     assert job.error["code"] == "no_image_generated" and len(provider.calls) == 2
+
+
+def test_cancel_while_waiting_for_quota_makes_no_provider_call(redis_db: redis.Redis, clock: FakeClock) -> None:
+    # Given every slot of the fleet limiter is taken by someone else
+    provider = StubProvider("ok")
+    ctx = make_ctx(redis_db, clock, provider, gemini_concurrency=1, quota_wait_s=0.0)
+    assert ctx.limiter.try_acquire("someone-else").granted
+    job_id = add_job(ctx, clock)
+    pipeline.run_preprocess(ctx, job_id)
+    # When the generate task runs it waits for quota (re-queued, no retry burned)
+    retry = pipeline.run_generate(ctx, job_id, 0, 1)
+    assert retry is not None and retry.attempt == 1 and retry.wait == 1
+    job = ctx.store.get(job_id)
+    assert job is not None and job.stage == "waiting_for_quota"
+    # and the client cancels meanwhile; then the quota frees up and the task comes back
+    ctx.store.request_cancel(job_id)
+    ctx.limiter.release("someone-else")
+    assert pipeline.run_generate(ctx, job_id, 0, 1, retry.wait) is None
+    # Then the job is canceled and the provider was never called
+    job = ctx.store.get(job_id)
+    assert job is not None and job.status == "canceled" and provider.calls == [] and job.billed_calls == 0
+
+
+def test_rate_limit_answer_cools_down_the_whole_fleet(redis_db: redis.Redis, clock: FakeClock) -> None:
+    from workers.providers.base import ProviderRateLimited
+
+    ctx = make_ctx(redis_db, clock, StubProvider(ProviderRateLimited("429", retry_after_s=7)))
+    job_id = add_job(ctx, clock)
+    pipeline.run_preprocess(ctx, job_id)
+    retry = pipeline.run_generate(ctx, job_id, 0, 1)
+    assert retry is not None and retry.attempt == 2 and retry.countdown >= 7  # honours RetryInfo
+    assert 5 < ctx.limiter.cooldown_remaining_s() <= 7
+    assert not ctx.limiter.try_acquire("another-worker").granted
+    assert ctx.breaker.state()["state"] == "closed"  # a 429 is our quota, not a provider failure
+
+
+def test_open_circuit_makes_jobs_wait_without_burning_retries(redis_db: redis.Redis, clock: FakeClock) -> None:
+    provider = StubProvider(*[ProviderUnavailable("503") for _ in range(5)], "ok")
+    ctx = make_ctx(redis_db, clock, provider, circuit_failures=3, max_retries=10)
+    job_id = add_job(ctx, clock)
+    results = run_all(ctx, job_id)
+    job = ctx.store.get(job_id)
+    assert job is not None and job.status == "succeeded"
+    waits = [r for r in results if r is not None and r.wait > 0]
+    assert waits, "the circuit should have opened after 3 failures and made the task wait"
+    assert len(provider.calls) == 6  # no call while the circuit was open
+    assert [a["n"] for a in job.attempts] == [1, 2, 3, 4, 5, 6]  # waiting burned no attempt number
