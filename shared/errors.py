@@ -142,7 +142,7 @@ class JobError(NanoeditError):
 
     def as_job_error(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": self.details,
-                "suggestion": self.suggestion}
+                "suggestion": self.suggestion, "status_code": self.status}
 
 
 def job_error(code: str, details: str = "", suggestion: str | None = None) -> dict[str, Any]:

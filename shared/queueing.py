@@ -67,6 +67,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "expire": {"task": TASK_EXPIRE, "schedule": 60.0, "options": {"expires": 60.0}},
         },
         "timezone": "UTC",
+        # Baseline for benchmarks only: Celery's own rate limit is per worker instance, so N instances send N×.
+        "task_annotations": ({TASK_GENERATE: {"rate_limit": settings.celery_rate_limit}}
+                             if settings.celery_rate_limit else {}),
     }
 
 

@@ -79,6 +79,8 @@ class Settings:
     circuit_window_s: float = 60.0
     circuit_open_s: float = 30.0
     max_retries: int = 4
+    retry_base_s: float = 1.0  # first retry waits up to this (full jitter), doubling per retry
+    celery_rate_limit: str = ""  # BASELINE ONLY (bench): Celery's per-worker rate_limit on generate, e.g. "120/m"
     job_deadline_s: int = 600
     local_delay_s: float = 0.0  # artificial latency of the local provider (demos, chaos tests)
 
@@ -192,6 +194,8 @@ class Settings:
             circuit_window_s=_float(env, "NANOEDIT_CIRCUIT_WINDOW_S", 60.0, 1.0),
             circuit_open_s=_float(env, "NANOEDIT_CIRCUIT_OPEN_S", 30.0, 0.1),
             max_retries=_int(env, "NANOEDIT_MAX_RETRIES", 4, 0),
+            retry_base_s=_float(env, "NANOEDIT_RETRY_BASE_S", 1.0, 0.0),
+            celery_rate_limit=env.get("NANOEDIT_CELERY_RATE_LIMIT", "").strip(),
             job_deadline_s=_int(env, "NANOEDIT_JOB_DEADLINE_S", 600, 1),
             local_delay_s=_float(env, "NANOEDIT_LOCAL_DELAY_S", 0.0, 0.0),
             api_keys=_csv(env, "NANOEDIT_API_KEYS"),

@@ -181,7 +181,8 @@ def _after_failure(ctx: WorkerContext, job: Job, index: int, attempt: int,
     rule = exc.rule
     allowed = {Retry.NEVER: 0, Retry.ONCE: 1, Retry.BACKOFF: ctx.settings.max_retries}[rule.retry]
     if attempt - 1 < allowed:
-        delay = backoff_delay(attempt, cap_s=float(ctx.settings.max_countdown_s), hint_s=exc.retry_after_hint_s)
+        delay = backoff_delay(attempt, base_s=ctx.settings.retry_base_s, cap_s=float(ctx.settings.max_countdown_s),
+                              hint_s=exc.retry_after_hint_s)
         if ctx.clock.now() + delay < job.deadline_at:
             log.info("retrying output", extra={"job_id": job.id, "output": index, "attempt": attempt,
                                                "outcome": rule.outcome, "countdown_s": round(delay, 2)})
