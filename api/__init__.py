@@ -15,6 +15,7 @@ from flask import Flask, Response, g, request
 from api.errors import register_error_handlers
 from api.services import Services
 from shared.blobs import BlobStore, FilesystemBlobStore
+from shared.circuit import CircuitBreaker
 from shared.clock import Clock, SystemClock
 from shared.jobs.store import JobStore
 from shared.limiter import FleetLimiter
@@ -45,8 +46,10 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     app.extensions["nanoedit"] = Services(
         settings=settings, redis=r, keys=keys, store=JobStore(r, keys, clock, on_terminal=on_terminal),
         blobs=blobs or FilesystemBlobStore(settings.blob_dir), enqueuer=enq, clock=clock,
-        limiter=FleetLimiter(r, settings.redis_prefix, settings.limit_config()))
+        limiter=FleetLimiter(r, settings.redis_prefix, settings.limit_config()),
+        breaker=CircuitBreaker(r, settings.redis_prefix, settings.circuit_config(), clock))
 
+    from api.admin import bp as admin_bp
     from api.health import bp as health_bp
     from api.jobs import bp as jobs_bp
     from api.meta import bp as meta_bp
@@ -54,6 +57,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
 
     app.register_blueprint(jobs_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(admin_bp)
     app.register_blueprint(meta_bp)
     app.register_blueprint(web_bp)
     register_error_handlers(app)

@@ -24,6 +24,7 @@ _OUTPUT_TYPES = ("image/png", "image/jpeg", "image/webp")
 _ERROR_TEXT = {
     400: "Invalid request (code invalid_request, missing_instruction, too_many_images, not_enough_images).",
     401: "Auth is on and no valid API key was presented (code unauthorized).",
+    403: "A key was presented but may not use this route, e.g. not the admin token (code forbidden).",
     404: "Unknown job (or another key's job) or unknown output index (code not_found).",
     409: "Conflicts with the job's state (code conflict).",
     410: "The job expired and its data was deleted (code gone).",
@@ -87,7 +88,8 @@ def _op(op_id: str, tag: str, summary: str, responses: dict[str, Any], *, descri
 
 def _schemas(s: Settings) -> dict[str, Any]:
     job_error = _obj({"code": {"type": "string", "enum": all_codes()}, "message": {"type": "string"},
-                      "details": {"type": "string"}, "suggestion": {"type": "string"}},
+                      "details": {"type": "string"}, "suggestion": {"type": "string"},
+                      "status_code": {"type": "integer", "description": "The HTTP status this code maps to."}},
                      description="A job's (or one output's) terminal error.")
     output = _obj({"index": {"type": "integer", "minimum": 0},
                    "url": {"type": "string", "description": "GET it for the image bytes."},
@@ -313,6 +315,39 @@ def _meta_paths() -> dict[str, Any]:
     }
 
 
+def _admin_paths() -> dict[str, Any]:
+    admin = ("Operator route: needs the admin token (`Authorization: Bearer <NANOEDIT_ADMIN_TOKEN>` or "
+             "`X-Admin-Token`) when auth is on.")
+    state = {"type": "object", "additionalProperties": True}
+    limits_body = {"type": "object", "additionalProperties": False, "properties": {
+        name: {"type": ["number", "null"], "description": "null restores the env default"}
+        for name in ("concurrency", "rpm", "images_per_min", "lease_s")}}
+    circuit_body = {"type": "object", "required": ["state"],
+                    "properties": {"state": {"type": "string", "enum": ["open", "closed"]}}}
+    limits_ok = _responses({200: _json("Effective limits, overrides, leases, cooldown.", state)}, 400, 401, 403)
+    circuit_ok = _responses({200: _json("Circuit state and recent transitions.", state)}, 400, 401, 403)
+    return {
+        "/v1/admin/limits": {
+            "get": _op("getLimits", "admin", "Fleet limiter: effective limits and live state", limits_ok,
+                       description=admin),
+            "patch": _op("setLimits", "admin", "Change limits fleet-wide at run time (stored in Redis)",
+                         limits_ok, description=admin,
+                         requestBody={"required": True,
+                                      "content": {"application/json": {"schema": limits_body}}}),
+            "delete": _op("resetLimits", "admin", "Drop all overrides: env defaults apply again", limits_ok,
+                          description=admin),
+        },
+        "/v1/admin/circuit": {
+            "get": _op("getCircuit", "admin", "Provider circuit breaker state and history", circuit_ok,
+                       description=admin),
+            "post": _op("forceCircuit", "admin", "Force the circuit open (stop provider calls) or closed",
+                        circuit_ok, description=admin,
+                        requestBody={"required": True,
+                                     "content": {"application/json": {"schema": circuit_body}}}),
+        },
+    }
+
+
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3.1.0 document for this deployment (limits and auth reflect `settings`)."""
     from api.meta import VERSION  # lazy: api.meta imports this module
@@ -332,6 +367,6 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "servers": [{"url": settings.public_base_url or "/"}],
         "tags": [{"name": "jobs"}, {"name": "meta"}, {"name": "health"}],
         "security": security,
-        "paths": {**_job_paths(settings), **_meta_paths()},
+        "paths": {**_job_paths(settings), **_meta_paths(), **_admin_paths()},
         "components": _components(settings),
     }

@@ -8,6 +8,7 @@ import redis
 from flask import current_app
 
 from shared.blobs import BlobStore
+from shared.circuit import CircuitBreaker
 from shared.clock import Clock
 from shared.jobs.store import JobStore
 from shared.limiter import FleetLimiter
@@ -26,6 +27,7 @@ class Services:
     enqueuer: Enqueuer
     clock: Clock
     limiter: FleetLimiter
+    breaker: CircuitBreaker
 
 
 def services() -> Services:

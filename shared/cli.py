@@ -22,8 +22,8 @@ EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 _BAD_ENDINGS = frozenset({"failed", "canceled", "partially_succeeded"})
-_COMMANDS = ("submit", "status", "cancel", "list", "fake-gemini")
-_GLOBAL_WITH_VALUE = ("--url", "--api-key")
+_COMMANDS = ("submit", "status", "cancel", "list", "limits", "circuit", "fake-gemini")
+_GLOBAL_WITH_VALUE = ("--url", "--api-key", "--admin-token")
 
 
 def _default_url() -> str:
@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="API base URL (default: $NANOEDIT_URL or http://127.0.0.1:$NANOEDIT_PORT, port 8000)")
     p.add_argument("--api-key", default=os.environ.get("NANOEDIT_API_KEY") or None,
                    help="API key (default: $NANOEDIT_API_KEY)")
+    p.add_argument("--admin-token", default=os.environ.get("NANOEDIT_ADMIN_TOKEN") or None,
+                   help="operator token for `limits` and `circuit` (default: $NANOEDIT_ADMIN_TOKEN)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("submit", help="submit a job")
@@ -57,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("list", help="list your jobs, newest first")
     ls.add_argument("--status", default=None)
     ls.add_argument("--limit", type=int, default=20, metavar="N")
+    lim = sub.add_parser("limits", help="show or change the fleet-wide provider limits (operators)")
+    for name, kind in (("concurrency", int), ("rpm", int), ("images-per-min", int), ("lease-s", float)):
+        lim.add_argument(f"--{name}", type=kind, default=None, metavar="N")
+    lim.add_argument("--reset", action="store_true", help="drop all run-time overrides (env defaults apply)")
+    cir = sub.add_parser("circuit", help="show the provider circuit breaker, or force it (operators)")
+    cir.add_argument("--force", choices=["open", "closed"], default=None)
     sub.add_parser("fake-gemini", help="run the fake Gemini API server (options: nanoedit fake-gemini -h)",
                    add_help=False)
     return p
@@ -140,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
-    client = NanoeditClient(args.url, api_key=args.api_key)
+    client = NanoeditClient(args.url, api_key=args.api_key, admin_token=args.admin_token)
     try:
         if args.command == "submit":
             return _submit(client, args)
@@ -153,6 +161,17 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "list":
             _print_json(client.list(status=args.status, limit=args.limit))
+            return EXIT_OK
+        if args.command == "limits":
+            changes = {k: v for k, v in (("concurrency", args.concurrency), ("rpm", args.rpm),
+                                         ("images_per_min", args.images_per_min), ("lease_s", args.lease_s))
+                       if v is not None}
+            if args.reset:
+                client.reset_limits()
+            _print_json(client.set_limits(**changes) if changes else client.limits())
+            return EXIT_OK
+        if args.command == "circuit":
+            _print_json(client.force_circuit(args.force) if args.force else client.circuit())
             return EXIT_OK
         return EXIT_ERROR  # unreachable: argparse rejects unknown commands
     except ApiError as exc:

@@ -71,13 +71,16 @@ def _retry_after(resp: requests.Response) -> float | None:
 class NanoeditClient:
     """`NanoeditClient("http://127.0.0.1:8000", api_key=...)`; every method returns parsed JSON or raises."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 30) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 30,
+                 admin_token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.session = requests.Session()
         self.session.headers["Accept"] = "application/json"
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
+        if admin_token:
+            self.session.headers["X-Admin-Token"] = admin_token
 
     def close(self) -> None:
         self.session.close()
@@ -120,6 +123,22 @@ class NanoeditClient:
             raise ApiError(resp.status_code, {**_fallback_body(resp), "code": "invalid_response",
                                               "error": "The server's answer was not a JSON object."})
         return body
+
+    # -- operators ----------------------------------------------------------------------------------
+    def limits(self) -> dict[str, Any]:
+        return self._json("GET", "/v1/admin/limits")
+
+    def set_limits(self, **changes: float | None) -> dict[str, Any]:
+        return self._json("PATCH", "/v1/admin/limits", json=changes)
+
+    def reset_limits(self) -> dict[str, Any]:
+        return self._json("DELETE", "/v1/admin/limits")
+
+    def circuit(self) -> dict[str, Any]:
+        return self._json("GET", "/v1/admin/circuit")
+
+    def force_circuit(self, state: str) -> dict[str, Any]:
+        return self._json("POST", "/v1/admin/circuit", json={"state": state})
 
     # -- jobs ---------------------------------------------------------------------------------------
     def submit(self, images: builtins.list[Path | bytes], instruction: str, *, operation: str = "edit",

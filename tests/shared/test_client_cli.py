@@ -284,3 +284,15 @@ def test_cli_usage_errors_and_unreachable_exit_2(tmp_path: Path, capsys: pytest.
 def test_cli_fake_gemini_passes_its_arguments_through(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--url", "http://unused", "fake-gemini", "-h"]) == 0
     assert "--scenario" in capsys.readouterr().out
+
+
+def test_cli_limits_and_circuit_for_operators(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--url", server.url, "limits", "--rpm", "90", "--concurrency", "4"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["config"]["rpm"] == 90 and shown["config"]["concurrency"] == 4
+    assert main(["--url", server.url, "limits", "--reset"]) == 0
+    assert json.loads(capsys.readouterr().out)["overrides"] == {}
+    assert main(["--url", server.url, "circuit", "--force", "open"]) == 0
+    assert json.loads(capsys.readouterr().out)["state"] == "open"
+    assert main(["--url", server.url, "limits", "--concurrency", "0"]) == 2
+    assert "suggestion" in capsys.readouterr().err
