@@ -44,3 +44,11 @@ def test_429_cools_the_whole_fleet_and_does_not_trip_the_breaker() -> None:
     rule = rule_for(base.ProviderRateLimited)
     assert rule.fleet_cooldown and not rule.transient
     assert rule_for(base.EmptyResponse).retry is Retry.ONCE
+
+
+def test_readme_documents_every_row_of_the_table() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for _, rule in ERROR_TABLE:
+        assert f"| `{rule.outcome}` | {rule.note} | `{rule.code}`" in readme, rule.outcome
