@@ -14,6 +14,8 @@ from flask import Flask, Response, g, request
 
 from api.errors import register_error_handlers
 from api.services import Services
+from monitoring.hooks import install_terminal_hook
+from monitoring.outcomes import OutcomeRecorder
 from shared.blobs import BlobStore, FilesystemBlobStore
 from shared.circuit import CircuitBreaker
 from shared.clock import Clock, SystemClock
@@ -37,14 +39,12 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     r = redis_conn or redis_client(settings)
     keys = Keys(settings.redis_prefix)
     enq = enqueuer or Enqueuer(make_celery(settings))
-
-    def on_terminal(job_id: str) -> None:
-        hook = getattr(enq, "webhook_if_wanted", None)  # stub enqueuers in tests may not deliver webhooks
-        if hook is not None:
-            hook(r, keys, job_id)
-
+    store = JobStore(r, keys, clock)
+    recorder = OutcomeRecorder(r, settings.redis_prefix, clock)
+    # Stub enqueuers in tests may not deliver webhooks.
+    install_terminal_hook(store, recorder, getattr(enq, "webhook", None))
     app.extensions["nanoedit"] = Services(
-        settings=settings, redis=r, keys=keys, store=JobStore(r, keys, clock, on_terminal=on_terminal),
+        settings=settings, redis=r, keys=keys, store=store,
         blobs=blobs or FilesystemBlobStore(settings.blob_dir), enqueuer=enq, clock=clock,
         limiter=FleetLimiter(r, settings.redis_prefix, settings.limit_config()),
         breaker=CircuitBreaker(r, settings.redis_prefix, settings.circuit_config(), clock))

@@ -102,11 +102,6 @@ class Enqueuer:
         self.app.send_task(TASK_WEBHOOK, args=[job_id, attempt], task_id=f"{job_id}.webhook.{attempt}",
                            queue=PREPROCESS_QUEUE, routing_key=PREPROCESS_QUEUE, countdown=countdown)
 
-    def webhook_if_wanted(self, r: Any, keys: Any, job_id: str) -> None:
-        """The on_terminal hook: enqueue the job's webhook delivery when the job asked for one."""
-        if r.hget(keys.job(job_id), "webhook_url"):
-            self.webhook(job_id)
-
     def queue_depths(self) -> dict[str, int]:
         """Messages waiting in each queue (kombu's Redis transport keeps a list per queue)."""
         with self.app.connection_for_write() as conn:

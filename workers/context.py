@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from monitoring.hooks import install_terminal_hook
+from monitoring.outcomes import OutcomeRecorder
 from shared.blobs import BlobStore, FilesystemBlobStore
 from shared.circuit import CircuitBreaker
 from shared.clock import Clock, SystemClock
@@ -30,6 +32,7 @@ class WorkerContext:
     provider_factory: Callable[[], Provider]
     limiter: FleetLimiter
     breaker: CircuitBreaker
+    recorder: OutcomeRecorder
     _provider: Provider | None = field(default=None, init=False)
 
     @property
@@ -46,13 +49,17 @@ def build_context(settings: Settings, enqueuer: Enqueuer | None = None) -> Worke
     r = redis_client(settings)
     keys = Keys(settings.redis_prefix)
     enq = enqueuer or Enqueuer(make_celery(settings))
+    store = JobStore(r, keys, clock)
+    recorder = OutcomeRecorder(r, settings.redis_prefix, clock)
+    install_terminal_hook(store, recorder, enq.webhook)
     return WorkerContext(
         settings=settings,
-        store=JobStore(r, keys, clock, on_terminal=lambda job_id: enq.webhook_if_wanted(r, keys, job_id)),
+        store=store,
         blobs=FilesystemBlobStore(settings.blob_dir),
         enqueuer=enq,
         clock=clock,
         provider_factory=lambda: build_provider(settings),
         limiter=FleetLimiter(r, settings.redis_prefix, settings.limit_config()),
         breaker=CircuitBreaker(r, settings.redis_prefix, settings.circuit_config(), clock),
+        recorder=recorder,
     )

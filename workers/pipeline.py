@@ -216,6 +216,7 @@ def _attempt(ctx: WorkerContext, job_id: str, index: int, n: int, outcome: str, 
              at: float, code: str | None) -> None:
     ctx.store.add_attempt(job_id, {"output": index, "n": n, "outcome": outcome, "at": rfc3339(at),
                                    "duration_ms": duration_ms, "error_code": code})
+    ctx.recorder.provider_call(job_id, index, n, outcome=outcome, duration_s=duration_ms / 1000)
 
 
 def _resolve(ctx: WorkerContext, job: Job, index: int, result: dict[str, Any]) -> RetryLater | None:

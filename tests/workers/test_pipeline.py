@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import redis
 
+from monitoring.outcomes import OutcomeRecorder
 from shared.blobs import MemoryBlobStore, input_key, output_key
 from shared.circuit import CircuitBreaker
 from shared.clock import FakeClock
@@ -75,7 +76,8 @@ def make_ctx(r: redis.Redis, clock: FakeClock, provider: StubProvider, **setting
     return WorkerContext(settings=s, store=JobStore(r, Keys("t"), clock),
                          blobs=MemoryBlobStore(), enqueuer=StubEnqueuer(), clock=clock,  # type: ignore[arg-type]
                          provider_factory=lambda: provider, limiter=FleetLimiter(r, "t", s.limit_config()),
-                         breaker=CircuitBreaker(r, "t", s.circuit_config(), clock))
+                         breaker=CircuitBreaker(r, "t", s.circuit_config(), clock),
+                         recorder=OutcomeRecorder(r, "t", clock))
 
 
 def add_job(ctx: WorkerContext, clock: FakeClock, job_id: str = "a" * 32, num_images: int = 1,
