@@ -53,11 +53,13 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     from api.health import bp as health_bp
     from api.jobs import bp as jobs_bp
     from api.meta import bp as meta_bp
+    from api.monitoring import bp as monitoring_bp
     from api.web import bp as web_bp
 
     app.register_blueprint(jobs_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(monitoring_bp)
     app.register_blueprint(meta_bp)
     app.register_blueprint(web_bp)
     register_error_handlers(app)

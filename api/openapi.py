@@ -337,6 +337,17 @@ def _admin_paths() -> dict[str, Any]:
             "delete": _op("resetLimits", "admin", "Drop all overrides: env defaults apply again", limits_ok,
                           description=admin),
         },
+        "/v1/monitoring/report": {
+            "get": _op("getReport", "monitoring", "Beat health report: latest, history or a daily summary",
+                       _responses({200: _json("The report (p50/p95/p99 are null below the minimum sample count).",
+                                              state)}, 400, 401, 403, 404),
+                       description=admin, parameters=[
+                           {"name": "period", "in": "query", "required": False,
+                            "schema": {"type": "string", "enum": ["latest", "daily", "history"]}},
+                           {"name": "day", "in": "query", "required": False,
+                            "schema": {"type": "string", "format": "date"}},
+                           {"name": "since_s", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 0, "maximum": 86400}}])},
         "/v1/admin/circuit": {
             "get": _op("getCircuit", "admin", "Provider circuit breaker state and history", circuit_ok,
                        description=admin),

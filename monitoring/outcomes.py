@@ -94,7 +94,14 @@ class OutcomeRecorder:
     def window(self, minutes: int) -> WindowStats:
         """Merge the last `minutes` minute buckets (the current, partial minute included)."""
         now_minute = int(self.clock.now() // 60)
-        span = range(now_minute - minutes + 1, now_minute + 1)
+        return self._merge(range(now_minute - minutes + 1, now_minute + 1))
+
+    def window_between(self, start: float, end: float) -> WindowStats:
+        """Merge the minute buckets from `start` to `end` (epoch seconds), e.g. one UTC day."""
+        return self._merge(range(int(start // 60), int(end // 60) + 1))
+
+    def _merge(self, span: range) -> WindowStats:
+        minutes = len(span)
         pipe = self.r.pipeline(transaction=False)
         for m in span:
             pipe.hgetall(self._key(m, "counts"))

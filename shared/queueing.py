@@ -18,12 +18,18 @@ from shared.settings import Settings
 PREPROCESS_QUEUE = "preprocess"
 GENERATE_QUEUE = "generate"
 QUEUES = (PREPROCESS_QUEUE, GENERATE_QUEUE)
+# Upkeep (reconcile, expire, health report + alerts, webhooks) has its own queue, consumed by the preprocess
+# instances too (Procfile: -Q preprocess,maintenance; kombu rotates between a worker's queues), so a job
+# backlog never delays alerts or the deadline reconciler by more than one task.
+MAINTENANCE_QUEUE = "maintenance"
+ALL_QUEUES = (*QUEUES, MAINTENANCE_QUEUE)
 
 TASK_PREPROCESS = "nanoedit.preprocess"
 TASK_GENERATE = "nanoedit.generate"
 TASK_RECONCILE = "nanoedit.reconcile"
 TASK_EXPIRE = "nanoedit.expire"
 TASK_WEBHOOK = "nanoedit.webhook"
+TASK_HEALTH_REPORT = "nanoedit.health_report"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -50,21 +56,24 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "worker_send_task_events": False,
-        "task_queues": [Queue(q, exchange, routing_key=q) for q in QUEUES],
+        "task_queues": [Queue(q, exchange, routing_key=q) for q in ALL_QUEUES],
         "task_default_queue": PREPROCESS_QUEUE,
         "task_default_exchange": "nanoedit",
         "task_default_routing_key": PREPROCESS_QUEUE,
         "task_routes": {
             TASK_PREPROCESS: {"queue": PREPROCESS_QUEUE, "routing_key": PREPROCESS_QUEUE},
             TASK_GENERATE: {"queue": GENERATE_QUEUE, "routing_key": GENERATE_QUEUE},
-            TASK_RECONCILE: {"queue": PREPROCESS_QUEUE, "routing_key": PREPROCESS_QUEUE},
-            TASK_EXPIRE: {"queue": PREPROCESS_QUEUE, "routing_key": PREPROCESS_QUEUE},
-            TASK_WEBHOOK: {"queue": PREPROCESS_QUEUE, "routing_key": PREPROCESS_QUEUE},
+            TASK_RECONCILE: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
+            TASK_EXPIRE: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
+            TASK_WEBHOOK: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
+            TASK_HEALTH_REPORT: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
         },
         "beat_schedule": {
             "reconcile": {"task": TASK_RECONCILE, "schedule": float(settings.reconcile_interval_s),
                           "options": {"expires": float(settings.reconcile_interval_s)}},
             "expire": {"task": TASK_EXPIRE, "schedule": 60.0, "options": {"expires": 60.0}},
+            "health_report": {"task": TASK_HEALTH_REPORT, "schedule": float(settings.report_interval_s),
+                              "options": {"expires": float(settings.report_interval_s)}},
         },
         "timezone": "UTC",
         # Baseline for benchmarks only: Celery's own rate limit is per worker instance, so N instances send N×.
@@ -100,10 +109,10 @@ class Enqueuer:
 
     def webhook(self, job_id: str, attempt: int = 1, countdown: float | None = None) -> None:
         self.app.send_task(TASK_WEBHOOK, args=[job_id, attempt], task_id=f"{job_id}.webhook.{attempt}",
-                           queue=PREPROCESS_QUEUE, routing_key=PREPROCESS_QUEUE, countdown=countdown)
+                           queue=MAINTENANCE_QUEUE, routing_key=MAINTENANCE_QUEUE, countdown=countdown)
 
     def queue_depths(self) -> dict[str, int]:
         """Messages waiting in each queue (kombu's Redis transport keeps a list per queue)."""
         with self.app.connection_for_write() as conn:
             client = conn.default_channel.client
-            return {q: int(client.llen(q)) for q in QUEUES}
+            return {q: int(client.llen(q)) for q in ALL_QUEUES}

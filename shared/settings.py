@@ -103,6 +103,7 @@ class Settings:
     worker_heartbeat_s: int = 10
 
     report_interval_s: int = 30
+    report_min_samples: int = 20
     reconcile_interval_s: int = 15
     cache_ttl_s: int = 3600  # identical requests within this reuse stored outputs (0 = off)
     webhook_secret: str = field(default="", repr=False)
@@ -213,6 +214,7 @@ class Settings:
             visibility_timeout_s=_int(env, "NANOEDIT_VISIBILITY_TIMEOUT_S", 0, 0),
             worker_heartbeat_s=_int(env, "NANOEDIT_WORKER_HEARTBEAT_S", 10, 1),
             report_interval_s=_int(env, "NANOEDIT_REPORT_INTERVAL_S", 30, 1),
+            report_min_samples=_int(env, "NANOEDIT_REPORT_MIN_SAMPLES", 20, 1),
             reconcile_interval_s=_int(env, "NANOEDIT_RECONCILE_INTERVAL_S", 15, 1),
             cache_ttl_s=_int(env, "NANOEDIT_CACHE_TTL_S", 3600, 0),
             webhook_secret=env.get("NANOEDIT_WEBHOOK_SECRET", "").strip(),

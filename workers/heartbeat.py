@@ -15,6 +15,7 @@ from typing import Any
 
 from celery.signals import beat_init, worker_ready, worker_shutdown
 
+from shared.queueing import ALL_QUEUES
 from shared.redis_conn import Keys, redis_client
 from shared.settings import Settings
 
@@ -67,7 +68,7 @@ def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
     keys, r = Keys(settings.redis_prefix), redis_client(settings)
     hostname = str(getattr(sender, "hostname", "unknown"))
     try:
-        for q in ("preprocess", "generate"):
+        for q in ALL_QUEUES:
             r.zrem(keys.workers(q), hostname)
     except Exception:
         log.warning("could not remove heartbeat at shutdown", exc_info=True)

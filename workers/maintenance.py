@@ -7,8 +7,10 @@ failover, the ≤ 1 s AOF window) or a worker keeps dying: the deadline index is
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
+from monitoring.report import HealthReporter
 from shared.errors import NanoeditError, job_error
 from shared.jobs.model import QUEUED
 from shared.queueing import PREPROCESS_QUEUE
@@ -62,6 +64,29 @@ def _requeue_lost(ctx: WorkerContext) -> int:
             requeued += 1
             log.warning("re-enqueued a queued job whose message looks lost", extra={"job_id": job_id})
     return requeued
+
+
+def reporter(ctx: WorkerContext) -> HealthReporter:
+    s = ctx.settings
+    return HealthReporter(r=ctx.store.r, keys=ctx.store.keys, clock=ctx.clock, recorder=ctx.recorder,
+                          limiter=ctx.limiter, breaker=ctx.breaker, queue_depths=ctx.enqueuer.queue_depths,
+                          interval_s=s.report_interval_s, min_samples=s.report_min_samples,
+                          worker_heartbeat_s=s.worker_heartbeat_s)
+
+
+def health_report(ctx: WorkerContext) -> dict[str, Any]:
+    """Build and store the health report, then evaluate alerts on it. Two beats (or a late duplicate) in the
+    same period: a Redis lock lets only the first run, so nothing is reported or notified twice."""
+    period_ms = int(ctx.settings.report_interval_s * 1000 * 0.8)
+    if not ctx.store.r.set(f"{ctx.store.keys.p}:report:lock", "1", nx=True, px=max(500, period_ms)):
+        return {"skipped": "another health report ran in this period"}
+    rep = reporter(ctx)
+    report = rep.build()
+    rep.store(report)
+    yesterday = datetime.fromtimestamp(ctx.clock.now() - 86400, tz=UTC).strftime("%Y-%m-%d")
+    if not ctx.store.r.exists(f"{ctx.store.keys.p}:report:daily:{yesterday}"):
+        rep.daily(yesterday)
+    return {"generated_at": report["generated_at"]}
 
 
 def expire(ctx: WorkerContext) -> dict[str, Any]:

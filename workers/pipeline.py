@@ -113,6 +113,9 @@ def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int, wait
         # Stored by an earlier delivery that died before recording it: record, never call the provider again.
         return _resolve(ctx, job, index, _output_meta(ctx.blobs.get(output_key(job_id, index))))
 
+    # Build the provider (SDK import, client) before taking quota: otherwise a process's first call reaches the
+    # provider ~1 s after its admission and bunches up with later ones, breaking the rpm spacing upstream.
+    _ = ctx.provider
     gate = ctx.breaker.allow()
     if not gate.allowed:  # the provider is failing: wait without burning a retry, until the deadline
         store.set_stage(job_id, "waiting_for_quota")

@@ -16,7 +16,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from shared.errors import job_error
 from shared.logging_setup import log_context
-from shared.queueing import TASK_EXPIRE, TASK_GENERATE, TASK_PREPROCESS, TASK_RECONCILE, TASK_WEBHOOK
+from shared.queueing import (
+    TASK_EXPIRE,
+    TASK_GENERATE,
+    TASK_HEALTH_REPORT,
+    TASK_PREPROCESS,
+    TASK_RECONCILE,
+    TASK_WEBHOOK,
+)
 from workers import maintenance, pipeline, webhooks
 from workers.celery_app import app, settings
 from workers.context import WorkerContext, build_context
@@ -96,6 +103,11 @@ def generate(self: Task, job_id: str, index: int, attempt: int = 1, wait: int = 
 @app.task(name=TASK_RECONCILE, bind=True, soft_time_limit=60, time_limit=90)
 def reconcile(self: Task) -> dict[str, Any]:
     return maintenance.reconcile(context())
+
+
+@app.task(name=TASK_HEALTH_REPORT, bind=True, soft_time_limit=60, time_limit=90)
+def health_report(self: Task) -> dict[str, Any]:
+    return maintenance.health_report(context())
 
 
 @app.task(name=TASK_EXPIRE, bind=True, soft_time_limit=120, time_limit=150)

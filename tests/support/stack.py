@@ -131,6 +131,8 @@ class Stack:
 
     def start_worker(self, queue: str, concurrency: int, name: str | None = None) -> Proc:
         name = name or queue
+        if queue == "preprocess":  # as in the Procfile: preprocess instances also do the upkeep
+            queue = "preprocess,maintenance"
         return self.spawn(name, ["celery", "-A", "workers.celery_app", "worker", "-Q", queue, "-n",
                                  f"{name}@%h", "-c", str(concurrency), "--without-mingle", "--without-gossip",
                                  "--loglevel", "INFO"])

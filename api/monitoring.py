@@ -1,0 +1,56 @@
+"""Routes under /v1/monitoring: the beat health report (latest, history, daily summary).
+
+Operator routes: they need the admin token when auth is on.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Response, jsonify, request
+
+from api.auth import require_admin
+from api.services import services
+from monitoring.outcomes import OutcomeRecorder
+from monitoring.report import HealthReporter
+from shared.errors import ClientInputError, NotFound
+
+bp = Blueprint("monitoring", __name__)
+
+
+def reporter() -> HealthReporter:
+    svc = services()
+    s = svc.settings
+    return HealthReporter(r=svc.redis, keys=svc.keys, clock=svc.clock,
+                          recorder=OutcomeRecorder(svc.redis, s.redis_prefix, svc.clock), limiter=svc.limiter,
+                          breaker=svc.breaker, queue_depths=svc.enqueuer.queue_depths,
+                          interval_s=s.report_interval_s, min_samples=s.report_min_samples,
+                          worker_heartbeat_s=s.worker_heartbeat_s)
+
+
+@bp.get("/v1/monitoring/report")
+def report() -> Response:
+    """?period=latest (default) | daily [&day=YYYY-MM-DD] | history [&since_s=3600]."""
+    svc = services()
+    require_admin(svc.settings, request)
+    period = request.args.get("period", "latest")
+    rep = reporter()
+    if period == "latest":
+        latest = rep.latest()
+        if latest is None:
+            raise NotFound("no health report yet", suggestion="Beat writes one every NANOEDIT_REPORT_INTERVAL_S; "
+                                                              "check that the beat process runs.")
+        return jsonify(latest)
+    if period == "daily":
+        day = request.args.get("day") or None
+        if day is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
+            raise ClientInputError(f"day={day[:20]!r}", code="invalid_request", suggestion="Use YYYY-MM-DD (UTC).")
+        return jsonify(rep.daily(day))
+    if period == "history":
+        raw = request.args.get("since_s", "3600")
+        if not re.fullmatch(r"[0-9]{1,6}", raw):
+            raise ClientInputError(f"since_s={raw[:20]!r}", code="invalid_request",
+                                   suggestion="since_s is a number of seconds up to 86400.")
+        return jsonify({"reports": rep.history(since_s=min(86400, int(raw)))})
+    raise ClientInputError(f"period={period[:20]!r}", code="invalid_request",
+                           suggestion="Use period=latest, daily or history.")
