@@ -38,6 +38,7 @@ pytest: $(STAMP)
 bench: $(STAMP)
 	@bash deploy/ensure-redis.sh
 	$(VENV)/bin/python -m bench.run
+	$(VENV)/bin/python -m bench.limiter
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

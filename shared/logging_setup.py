@@ -47,7 +47,7 @@ class _ContextFilter(logging.Filter):
         self.process = process
         self.secrets = tuple(s for s in secrets if len(s) >= 6)
 
-    def _redact(self, text: str) -> str:
+    def redact(self, text: str) -> str:
         for s in self.secrets:
             text = text.replace(s, "[REDACTED]")
         return _SECRET.sub("[REDACTED]", text)
@@ -58,23 +58,38 @@ class _ContextFilter(logging.Filter):
                 setattr(record, k, v)
         record.process_role = self.process
         if isinstance(record.msg, str):
-            record.msg = self._redact(record.msg)
+            record.msg = self.redact(record.msg)
         if record.args:
-            record.args = tuple(self._redact(a) if isinstance(a, str) else a for a in record.args) \
+            record.args = tuple(self.redact(a) if isinstance(a, str) else a for a in record.args) \
                 if isinstance(record.args, tuple) else record.args
         return True
+
+
+class _RedactingJsonFormatter(JsonFormatter):
+    """Redacts the whole rendered line (message, extra fields, tracebacks), not just the message."""
+
+    def __init__(self, *args: Any, redact: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._redact_fn = redact
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return self._redact_fn(text) if self._redact_fn else text
 
 
 def configure_logging(settings: Settings, *, process: str, stream: Any = None) -> None:
     """Route the root logger to one JSON handler. Safe to call more than once."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter(
+    secrets = (*settings.api_keys, settings.admin_token, settings.gemini_api_key, settings.alert_webhook_secret,
+               settings.webhook_secret)
+    context_filter = _ContextFilter(process, secrets)
+    handler.setFormatter(_RedactingJsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s",
         rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
         timestamp=False,
+        redact=context_filter.redact,
     ))
-    secrets = (*settings.api_keys, settings.admin_token, settings.gemini_api_key, settings.alert_webhook_secret)
-    handler.addFilter(_ContextFilter(process, secrets))
+    handler.addFilter(context_filter)
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_nanoedit", False):

@@ -51,7 +51,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
-        "task_acks_on_failure_or_timeout": True,
+        # An exception we did not handle: ack (the task already failed the job). A hard time limit (the child
+        # was killed): requeue, and the poison guard fails the job if that keeps happening.
+        "task_acks_on_failure": True,
+        "task_acks_on_timeout": False,
         "worker_prefetch_multiplier": 1,
         "worker_hijack_root_logger": False,
         "worker_cancel_long_running_tasks_on_connection_loss": True,

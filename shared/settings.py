@@ -6,6 +6,8 @@ GOOGLE_API_KEY). Nothing else in the code base reads `os.environ` for configurat
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -46,6 +48,17 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     if value < minimum:
         raise SettingsError(f"{name}={value} is below the minimum {minimum}")
     return value
+
+
+def _check_webhook_secret(secret: str) -> None:
+    """Standard Webhooks secrets are `whsec_` + base64 of the key bytes; refuse anything else at start-up."""
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < 16:
+        raise SettingsError("NANOEDIT_WEBHOOK_SECRET must be 'whsec_' + base64 of at least 16 random bytes, e.g. "
+                            "whsec_$(head -c 32 /dev/urandom | base64)")
 
 
 def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -168,6 +181,9 @@ class Settings:
         provider = requested if requested != "auto" else ("gemini" if key else "local")
         if provider == "gemini" and not key:
             raise SettingsError("NANOEDIT_PROVIDER=gemini needs GEMINI_API_KEY or GOOGLE_API_KEY")
+        secret = env.get("NANOEDIT_WEBHOOK_SECRET", "").strip()
+        if secret:
+            _check_webhook_secret(secret)
         model = env.get("NANOEDIT_GEMINI_MODEL", "").strip() or DEFAULT_MODEL
         model = model.removeprefix("models/")
         return cls(

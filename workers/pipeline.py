@@ -153,6 +153,8 @@ def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe
         duration_ms = round((ctx.clock.now() - started) * 1000)
         _attempt(ctx, job_id, index, attempt, exc.outcome, duration_ms, started, exc.code)
         rule = exc.rule
+        if rule.billed:
+            store.add_billed_call(job_id)
         if rule.fleet_cooldown:  # our quota is spent: the whole fleet pauses, not just this task
             ctx.limiter.cooldown(exc.retry_after_hint_s or ctx.settings.rate_limit_cooldown_s)
         if rule.transient:

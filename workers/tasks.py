@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import Task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 
 from shared.errors import job_error
 from shared.logging_setup import log_context
@@ -54,6 +55,13 @@ def _poisoned(ctx: WorkerContext, task: Task, job_id: str) -> bool:
 
 
 def _crash(ctx: WorkerContext, job_id: str, stage: str, exc: BaseException) -> None:
+    if isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+        # Redis (store and broker) is unreachable: nothing can be recorded, and failing the job would be wrong.
+        # Reject with requeue: the message stays unacked in Redis and comes back (visibility timeout) when Redis
+        # does; the stages are idempotent, and the poison guard bounds how often this can repeat.
+        log.warning("Redis unreachable during a stage; leaving the message for redelivery",
+                    extra={"job_id": job_id, "stage": stage})
+        raise Reject(reason="redis unavailable", requeue=True) from None
     log.exception("stage crashed; failing job", extra={"job_id": job_id, "stage": stage})
     try:
         pipeline.fail_job(ctx, job_id, "internal_error", f"{stage} failed unexpectedly ({type(exc).__name__})")
@@ -66,9 +74,9 @@ def _crash(ctx: WorkerContext, job_id: str, stage: str, exc: BaseException) -> N
 def preprocess(self: Task, job_id: str) -> None:
     ctx = context()
     with log_context(job_id=job_id, task_id=self.request.id, stage="preprocessing"):
-        if _poisoned(ctx, self, job_id):
-            return
         try:
+            if _poisoned(ctx, self, job_id):
+                return
             pipeline.run_preprocess(ctx, job_id)
         except SoftTimeLimitExceeded:
             pipeline.fail_job(ctx, job_id, "internal_error",
@@ -82,9 +90,9 @@ def preprocess(self: Task, job_id: str) -> None:
 def generate(self: Task, job_id: str, index: int, attempt: int = 1, wait: int = 0) -> None:
     ctx = context()
     with log_context(job_id=job_id, task_id=self.request.id, stage="generating"):
-        if _poisoned(ctx, self, job_id):
-            return
         try:
+            if _poisoned(ctx, self, job_id):
+                return
             retry = pipeline.run_generate(ctx, job_id, index, attempt, wait)
         except SoftTimeLimitExceeded:
             # The provider call outlived its timeout by a wide margin: treat it as an upstream timeout.
@@ -96,8 +104,11 @@ def generate(self: Task, job_id: str, index: int, attempt: int = 1, wait: int = 
             _crash(ctx, job_id, "generate", exc)
             return
         if retry is not None:
-            ctx.enqueuer.generate(job_id, index, attempt=retry.attempt, countdown=retry.countdown,
-                                  wait=retry.wait)
+            try:
+                ctx.enqueuer.generate(job_id, index, attempt=retry.attempt, countdown=retry.countdown,
+                                      wait=retry.wait)
+            except Exception as exc:  # the broker is down: keep this message instead (redelivered later)
+                _crash(ctx, job_id, "generate", exc)
 
 
 @app.task(name=TASK_RECONCILE, bind=True, soft_time_limit=60, time_limit=90)

@@ -100,6 +100,11 @@ class JobStore:
             raise Gone(f"job {job_id} expired at {job.expires_at:.0f}")
         return job
 
+    def owner_of(self, job_id: str) -> str | None:
+        """The owner of a live or expired-but-not-yet-swept job; None if unknown or swept."""
+        value = self.r.hget(self.keys.job(job_id), "owner")
+        return str(value) if value is not None else None
+
     def status_of(self, job_id: str) -> str | None:
         value = self.r.hget(self.keys.job(job_id), "status")
         return str(value) if value is not None else None

@@ -60,6 +60,7 @@ class Rule:
     transient: bool  # counts as a provider failure for the circuit breaker
     fleet_cooldown: bool = False  # pause the whole fleet (429: our quota, not this request)
     note: str = ""
+    billed: bool = False  # the provider answered 200 (tokens were spent) even though we got no image
 
 
 class ProviderError(JobError):
@@ -139,11 +140,11 @@ ERROR_TABLE: tuple[tuple[type[ProviderError], Rule], ...] = (
     (ModelUnavailable, Rule("model_unavailable", "model_unavailable", Retry.NEVER, transient=False,
                             note="HTTP 404: unknown model")),
     (ContentBlocked, Rule("blocked", "content_blocked", Retry.NEVER, transient=False,
-                          note="promptFeedback.blockReason or a safety finishReason")),
+                          note="promptFeedback.blockReason or a safety finishReason", billed=True)),
     (EmptyResponse, Rule("empty", "no_image_generated", Retry.ONCE, transient=False,
-                         note="no candidates: retried once")),
+                         note="no candidates: retried once", billed=True)),
     (NoImageGenerated, Rule("no_image", "no_image_generated", Retry.NEVER, transient=False,
-                            note="answered with text only / finishReason NO_IMAGE")),
+                            note="answered with text only / finishReason NO_IMAGE", billed=True)),
     (InvalidProviderRequest, Rule("bad_request", "internal_error", Retry.NEVER, transient=False,
                                   note="HTTP 400 other than a bad key: a bug on our side")),
     (ProviderError, Rule("error", "internal_error", Retry.NEVER, transient=False,
