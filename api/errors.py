@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import Flask, Response, g, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -63,6 +64,13 @@ def register_error_handlers(app: Flask) -> None:
         if status == 405 and getattr(exc, "valid_methods", None):
             resp.headers["Allow"] = ", ".join(getattr(exc, "valid_methods", None) or [])
         return resp
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    def _redis_down(exc: Exception) -> Response:
+        log.error("Redis unreachable", extra={"request_id": getattr(g, "request_id", ""),
+                                              "error": type(exc).__name__})
+        return error_response(NanoeditError("the job store (Redis) is unreachable", code="service_unavailable"))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:

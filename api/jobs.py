@@ -35,6 +35,9 @@ def _owned_job(svc: Services, job_id: str) -> Job:
     if not is_valid_job_id(job_id):
         raise NotFound(f"{job_id[:40]!r} is not a job id", suggestion="Job ids are 32 hex characters, "
                                                                        "as returned by POST /v1/jobs.")
+    if svc.settings.auth_enabled and svc.store.owner_of(job_id) not in (None, owner):
+        raise NotFound(f"no job {job_id}", suggestion="Check the id; jobs are visible only to the key that "
+                                                      "created them.")
     job = svc.store.get(job_id)
     if job is None or (svc.settings.auth_enabled and job.owner != owner):
         raise NotFound(f"no job {job_id}", suggestion="Check the id; jobs are visible only to the key that "
@@ -102,10 +105,12 @@ def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cach
               created_at=now, expires_at=now + s.job_ttl_s, deadline_at=now + s.job_deadline_s, inputs=inputs,
               webhook_url=sub.webhook_url, provider=s.provider, model=_model(svc),
               request_hash=sub.request_hash(_model(svc)))
-    cached = svc.store.cached_result(job.request_hash) if use_cache and s.cache_ttl_s > 0 else None
-    if cached is not None:
-        job.cached_from = cached.id
     try:
+        cached = svc.store.cached_result(job.request_hash) if use_cache and s.cache_ttl_s > 0 else None
+        if cached is not None and cached.owner != owner:
+            cached = None  # never reveal that another caller submitted the same images and instruction
+        if cached is not None:
+            job.cached_from = cached.id
         svc.store.create(job)
     except Exception:
         svc.blobs.delete_prefix(job_prefix(job_id))
