@@ -14,6 +14,7 @@ from flask import Flask, Response, g, request
 
 from api.errors import register_error_handlers
 from api.services import Services
+from monitoring import metrics
 from monitoring.hooks import install_terminal_hook
 from monitoring.outcomes import OutcomeRecorder
 from shared.blobs import BlobStore, FilesystemBlobStore
@@ -50,18 +51,22 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
         breaker=CircuitBreaker(r, settings.redis_prefix, settings.circuit_config(), clock))
 
     from api.admin import bp as admin_bp
+    from api.alerts import bp as alerts_bp
     from api.health import bp as health_bp
     from api.jobs import bp as jobs_bp
     from api.meta import bp as meta_bp
     from api.monitoring import bp as monitoring_bp
+    from api.prometheus import bp as metrics_bp
     from api.web import bp as web_bp
 
     app.register_blueprint(jobs_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(monitoring_bp)
+    app.register_blueprint(alerts_bp)
     app.register_blueprint(meta_bp)
     app.register_blueprint(web_bp)
+    app.register_blueprint(metrics_bp)
     register_error_handlers(app)
 
     @app.before_request
@@ -70,10 +75,15 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
         g.started = time.perf_counter()
         g.log_ctx = log_context(request_id=g.request_id)
         g.log_ctx.__enter__()
+        metrics.HTTP_IN_FLIGHT.inc()
+        g.in_flight = True
 
     @app.after_request
     def _finish(resp: Response) -> Response:
         resp.headers["X-Request-ID"] = g.get("request_id", "")
+        rule = request.url_rule  # the route template, never the raw path (cardinality)
+        metrics.observe_http(rule.rule if rule is not None else None, request.method, resp.status_code,
+                             time.perf_counter() - g.get("started", time.perf_counter()))
         if request.path.startswith("/v1/") or request.path in ("/readyz",):
             log.info("request", extra={"method": request.method, "path": request.path,
                                        "status": resp.status_code,
@@ -86,6 +96,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
         ctx = g.pop("log_ctx", None)
         if ctx is not None:
             ctx.__exit__(None, None, None)
+        if g.pop("in_flight", False):
+            metrics.HTTP_IN_FLIGHT.dec()
 
     if not settings.auth_enabled:
         log.warning("AUTH IS OFF: NANOEDIT_API_KEYS is unset, every caller is 'anonymous' (development mode)")

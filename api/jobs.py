@@ -15,6 +15,7 @@ from flask import Blueprint, Response, jsonify, request
 from api.auth import caller
 from api.intake import Submission, parse_submission
 from api.services import Services, services
+from monitoring.metrics import JOBS_SUBMITTED
 from shared.blobs import input_key, job_prefix, output_key
 from shared.errors import ClientInputError, Conflict, NanoeditError, NotFound
 from shared.jobs.model import STATUSES, InputMeta, Job, is_valid_job_id, public_view
@@ -71,6 +72,7 @@ def submit() -> tuple[Response, int, dict[str, str]]:
         if idem_key:
             svc.store.release_idempotency(owner, idem_key)
         raise
+    JOBS_SUBMITTED.labels(job.operation).inc()
     return jsonify(_view(svc, job)), 202, {"Location": f"/v1/jobs/{job.id}"}
 
 

@@ -1,4 +1,4 @@
-"""What hangs off a job's one terminal write: the outcome sample for reports, and the job's webhook.
+"""What hangs off a job's one terminal write: Prometheus samples, the outcome sample for reports, the webhook.
 
 `JobStore` calls the hook once per job, in whichever process won the terminal write (a worker, or the API when a
 cancel ends a job at once); both build it here so they cannot drift apart.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from monitoring import metrics
 from monitoring.outcomes import OutcomeRecorder
 from shared.errors import NanoeditError
 from shared.jobs.store import JobStore
@@ -25,6 +26,7 @@ def install_terminal_hook(store: JobStore, recorder: OutcomeRecorder,
             return
         if job is None:
             return
+        metrics.job_finished(job)  # process-local, cannot fail: before anything that talks to Redis
         if enqueue_webhook is not None and job.webhook_url:
             enqueue_webhook(job_id)
         latency = job.finished_at - job.created_at if job.finished_at is not None else None

@@ -22,7 +22,8 @@ EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 _BAD_ENDINGS = frozenset({"failed", "canceled", "partially_succeeded"})
-_COMMANDS = ("submit", "status", "cancel", "list", "limits", "circuit", "fake-gemini")
+_COMMANDS = ("submit", "status", "cancel", "list", "limits", "circuit", "alerts", "silence", "fake-gemini")
+_DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _GLOBAL_WITH_VALUE = ("--url", "--api-key", "--admin-token")
 
 
@@ -38,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key", default=os.environ.get("NANOEDIT_API_KEY") or None,
                    help="API key (default: $NANOEDIT_API_KEY)")
     p.add_argument("--admin-token", default=os.environ.get("NANOEDIT_ADMIN_TOKEN") or None,
-                   help="operator token for `limits` and `circuit` (default: $NANOEDIT_ADMIN_TOKEN)")
+                   help="operator token for `limits`, `circuit`, `alerts` and `silence` "
+                        "(default: $NANOEDIT_ADMIN_TOKEN)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("submit", help="submit a job")
@@ -65,6 +67,22 @@ def _parser() -> argparse.ArgumentParser:
     lim.add_argument("--reset", action="store_true", help="drop all run-time overrides (env defaults apply)")
     cir = sub.add_parser("circuit", help="show the provider circuit breaker, or force it (operators)")
     cir.add_argument("--force", choices=["open", "closed"], default=None)
+    al = sub.add_parser("alerts", help="firing alerts, their history, ack one, or test the channels (operators)")
+    al.add_argument("--history", action="store_true", help="the event history instead of what fires now")
+    al.add_argument("--all", action="store_true", help="pending and resolved alerts too")
+    al.add_argument("--ack", default=None, metavar="ID", help="acknowledge a firing alert (stops its repeats)")
+    al.add_argument("--comment", default="", help="with --ack or on a silence: why")
+    al.add_argument("--test", action="store_true", help="send a test notification to every channel")
+    si = sub.add_parser("silence", help="mute alerts for a while: silence add|list|delete (operators)")
+    si_sub = si.add_subparsers(dest="silence_command", required=True, metavar="ACTION")
+    add = si_sub.add_parser("add", help="add a silence (at least one matcher; shell patterns like job_*)")
+    for matcher in ("alert", "rule", "group", "severity", "queue"):
+        add.add_argument(f"--{matcher}", default=None, metavar="PATTERN")
+    add.add_argument("--duration", required=True, metavar="D", help="e.g. 30m, 2h, 1d or seconds")
+    add.add_argument("--comment", required=True, help="why (shown to the next on-call)")
+    si_sub.add_parser("list", help="list silences")
+    rm = si_sub.add_parser("delete", help="delete a silence")
+    rm.add_argument("silence_id", metavar="ID")
     sub.add_parser("fake-gemini", help="run the fake Gemini API server (options: nanoedit fake-gemini -h)",
                    add_help=False)
     return p
@@ -115,6 +133,46 @@ def _submit(client: NanoeditClient, args: argparse.Namespace) -> int:
         if err.get("suggestion"):
             print(f"suggestion: {err['suggestion']}", file=sys.stderr)
     return _job_exit(job)
+
+
+def _duration_s(text: str) -> float:
+    raw = text.strip().lower()
+    unit = _DURATION.get(raw[-1:], 0)
+    try:
+        value = float(raw[:-1] if unit else raw) * (unit or 1)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise ValueError(f"--duration {text!r}: use e.g. 30m, 2h, 1d or a number of seconds")
+    return value
+
+
+def _alerts(client: NanoeditClient, args: argparse.Namespace) -> int:
+    if args.test:
+        _print_json(client.test_alerts())
+    elif args.ack:
+        _print_json(client.ack_alert(args.ack, comment=args.comment))
+    else:
+        _print_json(client.alerts("history" if args.history else "all" if args.all else "firing"))
+    return EXIT_OK
+
+
+def _silence(client: NanoeditClient, args: argparse.Namespace) -> int:
+    if args.silence_command == "list":
+        _print_json(client.silences())
+    elif args.silence_command == "delete":
+        _print_json(client.delete_silence(args.silence_id))
+    else:
+        matchers = {k: getattr(args, k) for k in ("alert", "rule", "group", "severity", "queue")
+                    if getattr(args, k)}
+        try:
+            duration = _duration_s(args.duration)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        _print_json(client.add_silence(matchers, duration, args.comment,
+                                       created_by=os.environ.get("USER") or None))
+    return EXIT_OK
 
 
 def _fake_gemini(argv: list[str]) -> int:
@@ -173,6 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "circuit":
             _print_json(client.force_circuit(args.force) if args.force else client.circuit())
             return EXIT_OK
+        if args.command == "alerts":
+            return _alerts(client, args)
+        if args.command == "silence":
+            return _silence(client, args)
         return EXIT_ERROR  # unreachable: argparse rejects unknown commands
     except ApiError as exc:
         _print_error(exc)

@@ -140,6 +140,31 @@ class NanoeditClient:
     def force_circuit(self, state: str) -> dict[str, Any]:
         return self._json("POST", "/v1/admin/circuit", json={"state": state})
 
+    def alerts(self, state: str = "firing", limit: int = 100) -> dict[str, Any]:
+        """state: firing | pending | all | history."""
+        return self._json("GET", "/v1/monitoring/alerts", params={"state": state, "limit": limit})
+
+    def ack_alert(self, alert_id: str, comment: str = "", by: str | None = None) -> dict[str, Any]:
+        body = {"comment": comment, **({"by": by} if by else {})}
+        return self._json("POST", f"/v1/monitoring/alerts/{alert_id}/ack", json=body)
+
+    def test_alerts(self) -> dict[str, Any]:
+        """Send a test notification to every configured alert channel; returns the delivery attempts."""
+        return self._json("POST", "/v1/monitoring/alerts/test")
+
+    def silences(self) -> dict[str, Any]:
+        return self._json("GET", "/v1/monitoring/silences")
+
+    def add_silence(self, matchers: dict[str, str], duration_s: float, comment: str,
+                    created_by: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {"matchers": matchers, "duration_s": duration_s, "comment": comment}
+        if created_by:
+            body["created_by"] = created_by
+        return self._json("POST", "/v1/monitoring/silences", json=body)
+
+    def delete_silence(self, silence_id: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/v1/monitoring/silences/{silence_id}")
+
     # -- jobs ---------------------------------------------------------------------------------------
     def submit(self, images: builtins.list[Path | bytes], instruction: str, *, operation: str = "edit",
                num_images: int = 1, image_description: str | None = None, webhook_url: str | None = None,

@@ -114,6 +114,7 @@ class Settings:
     max_deliveries: int = 3
     visibility_timeout_s: int = 0  # 0 = derive: 2 × longest hard limit + max countdown + 60 s
     worker_heartbeat_s: int = 10
+    metrics_port: int = 0  # a worker instance's Prometheus endpoint (main process, all children); 0 = off
 
     report_interval_s: int = 30
     report_min_samples: int = 20
@@ -229,6 +230,7 @@ class Settings:
             max_deliveries=_int(env, "NANOEDIT_MAX_DELIVERIES", 3, 1),
             visibility_timeout_s=_int(env, "NANOEDIT_VISIBILITY_TIMEOUT_S", 0, 0),
             worker_heartbeat_s=_int(env, "NANOEDIT_WORKER_HEARTBEAT_S", 10, 1),
+            metrics_port=_int(env, "NANOEDIT_METRICS_PORT", 0, 0),
             report_interval_s=_int(env, "NANOEDIT_REPORT_INTERVAL_S", 30, 1),
             report_min_samples=_int(env, "NANOEDIT_REPORT_MIN_SAMPLES", 20, 1),
             reconcile_interval_s=_int(env, "NANOEDIT_RECONCILE_INTERVAL_S", 15, 1),

@@ -10,6 +10,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from monitoring.alerts import build_engine
 from monitoring.report import HealthReporter
 from shared.errors import NanoeditError, job_error
 from shared.jobs.model import QUEUED
@@ -83,10 +84,16 @@ def health_report(ctx: WorkerContext) -> dict[str, Any]:
     rep = reporter(ctx)
     report = rep.build()
     rep.store(report)
+    notified: int | str = 0
+    try:  # a broken rule or channel must never cost the report; the engine logs and records its own failures
+        notified = len(build_engine(ctx.settings, ctx.store.r, ctx.clock).evaluate(report))
+    except Exception:
+        log.exception("alert evaluation failed")
+        notified = "error"
     yesterday = datetime.fromtimestamp(ctx.clock.now() - 86400, tz=UTC).strftime("%Y-%m-%d")
     if not ctx.store.r.exists(f"{ctx.store.keys.p}:report:daily:{yesterday}"):
         rep.daily(yesterday)
-    return {"generated_at": report["generated_at"]}
+    return {"generated_at": report["generated_at"], "notifications": notified}
 
 
 def expire(ctx: WorkerContext) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from monitoring import metrics
 from shared.blobs import input_key, output_key, prepared_key
 from shared.clock import rfc3339
 from shared.errors import ClientInputError, NanoeditError, job_error
@@ -121,13 +122,21 @@ def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int, wait
         store.set_stage(job_id, "waiting_for_quota")
         return _wait(ctx, job, attempt, wait, gate.retry_in_s, "circuit_open")
     holder = f"{job_id}:{index}"
+    asked_at = ctx.clock.now()
     granted = ctx.limiter.acquire_blocking(holder, 1, max_wait_s=0.0, sleep=ctx.clock.sleep, clock=ctx.clock)
     if not granted.granted:
         store.set_stage(job_id, "waiting_for_quota")
         granted = ctx.limiter.acquire_blocking(holder, 1, max_wait_s=ctx.settings.quota_wait_s,
                                                sleep=ctx.clock.sleep, clock=ctx.clock)
-        if not granted.granted:
-            return _wait(ctx, job, attempt, wait, granted.wait_s, granted.reason)
+    metrics.LIMITER_WAIT.labels("granted" if granted.granted else "requeued").observe(ctx.clock.now() - asked_at)
+    if not granted.granted:
+        if granted.reason == "cooldown" and ctx.clock.now() + granted.wait_s >= job.deadline_at:
+            # The provider said our quota is gone for longer than this job may wait (e.g. a per-day quota):
+            # say so now instead of parking the job until it fails with deadline_exceeded.
+            return _resolve(ctx, job, index, {"status": "failed", "error": job_error(
+                "upstream_rate_limited", f"provider quota exhausted for another {granted.wait_s:.0f} s, "
+                "beyond this job's deadline")})
+        return _wait(ctx, job, attempt, wait, granted.wait_s, granted.reason)
     try:
         if store.cancel_requested(job_id):  # canceled while we waited: no provider call
             return _resolve(ctx, job, index, {"status": "canceled"})
@@ -138,6 +147,7 @@ def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int, wait
 
 def _wait(ctx: WorkerContext, job: Job, attempt: int, wait: int, wait_s: float, reason: str) -> RetryLater:
     countdown = min(float(ctx.settings.max_countdown_s), max(0.05, wait_s) * (1 + 0.2 * random.random()))
+    metrics.GENERATE_REQUEUES.labels(reason).inc()
     log.info("waiting for quota", extra={"job_id": job.id, "reason": reason, "countdown_s": round(countdown, 2)})
     return RetryLater(countdown=countdown, attempt=attempt, wait=wait + 1)
 
@@ -156,6 +166,7 @@ def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe
         if rule.billed:
             store.add_billed_call(job_id)
         if rule.fleet_cooldown:  # our quota is spent: the whole fleet pauses, not just this task
+            metrics.PROVIDER_RATE_LIMITED.labels(exc.outcome).inc()
             ctx.limiter.cooldown(exc.retry_after_hint_s or ctx.settings.rate_limit_cooldown_s)
         if rule.transient:
             ctx.breaker.record_failure(probe=probe)
@@ -191,6 +202,7 @@ def _after_failure(ctx: WorkerContext, job: Job, index: int, attempt: int,
         if ctx.clock.now() + delay < job.deadline_at:
             log.info("retrying output", extra={"job_id": job.id, "output": index, "attempt": attempt,
                                                "outcome": rule.outcome, "countdown_s": round(delay, 2)})
+            metrics.PROVIDER_RETRIES.labels(rule.outcome).inc()
             return RetryLater(countdown=delay, attempt=attempt + 1)
     return _resolve(ctx, job, index, {"status": "failed", "error": exc.as_job_error()})
 
@@ -222,6 +234,7 @@ def _attempt(ctx: WorkerContext, job_id: str, index: int, n: int, outcome: str, 
     ctx.store.add_attempt(job_id, {"output": index, "n": n, "outcome": outcome, "at": rfc3339(at),
                                    "duration_ms": duration_ms, "error_code": code})
     ctx.recorder.provider_call(job_id, index, n, outcome=outcome, duration_s=duration_ms / 1000)
+    metrics.PROVIDER_CALL_DURATION.labels(outcome).observe(duration_ms / 1000)
 
 
 def _resolve(ctx: WorkerContext, job: Job, index: int, result: dict[str, Any]) -> RetryLater | None:

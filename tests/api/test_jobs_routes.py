@@ -143,3 +143,49 @@ def test_cancel_while_an_output_is_at_the_provider_waits_for_it(client: FlaskCli
     assert svc.limiter.try_acquire(f"{job_id}:0").granted  # a worker holds a lease: the call is in flight
     resp = client.delete(f"/v1/jobs/{job_id}")
     assert resp.status_code == 202 and resp.json["status"] == "canceling"  # type: ignore[index]
+
+
+def test_redis_down_is_503_with_retry_after_and_leaves_no_blobs() -> None:
+    import redis as redis_lib
+
+    blobs = MemoryBlobStore()
+    dead = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, decode_responses=True)
+    app = create_app(Settings(), clock=FakeClock(), redis_conn=dead, blobs=blobs,
+                     enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+    c = app.test_client()
+    resp = c.post("/v1/jobs", data={"instruction": "grayscale", "image": (io.BytesIO(PHOTO), "a.png")})
+    assert resp.status_code == 503 and resp.json["code"] == "service_unavailable"  # type: ignore[index]
+    assert resp.headers["Retry-After"] and blobs.blobs == {}
+    assert c.get(f"/v1/jobs/{'a' * 32}").status_code == 503
+
+
+def test_result_cache_is_per_owner() -> None:
+    app = create_app(Settings(api_keys=("alice-key-1234", "bob-key-123456")), clock=FakeClock(),
+                     redis_conn=fakeredis.FakeRedis(decode_responses=True), blobs=MemoryBlobStore(),
+                     enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+    c = app.test_client()
+    svc = app.extensions["nanoedit"]
+    alice = c.post("/v1/jobs", headers={"X-API-Key": "alice-key-1234"},
+                   data={"instruction": "grayscale", "image": (io.BytesIO(PHOTO), "a.png")}).json
+    assert alice is not None
+    job = svc.store.get(alice["id"])
+    svc.store.remember_result(job.request_hash, alice["id"], 3600)
+    svc.store.transition(alice["id"], "running")
+    svc.store.finish(alice["id"], "succeeded")
+    bob = c.post("/v1/jobs", headers={"X-API-Key": "bob-key-123456"},
+                 data={"instruction": "grayscale", "image": (io.BytesIO(PHOTO), "a.png")}).json
+    assert bob is not None and bob["cached_from"] is None and bob["status"] == "queued"
+
+
+def test_expired_job_of_another_owner_is_404_not_410() -> None:
+    clock = FakeClock()
+    app = create_app(Settings(api_keys=("alice-key-1234", "bob-key-123456"), job_ttl_s=60), clock=clock,
+                     redis_conn=fakeredis.FakeRedis(decode_responses=True), blobs=MemoryBlobStore(),
+                     enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+    c = app.test_client()
+    job = c.post("/v1/jobs", headers={"X-API-Key": "alice-key-1234"},
+                 data={"instruction": "grayscale", "image": (io.BytesIO(PHOTO), "a.png")}).json
+    assert job is not None
+    clock.advance(120)
+    assert c.get(f"/v1/jobs/{job['id']}", headers={"X-API-Key": "alice-key-1234"}).status_code == 410
+    assert c.get(f"/v1/jobs/{job['id']}", headers={"X-API-Key": "bob-key-123456"}).status_code == 404

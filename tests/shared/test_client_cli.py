@@ -296,3 +296,24 @@ def test_cli_limits_and_circuit_for_operators(server: Server, capsys: pytest.Cap
     assert json.loads(capsys.readouterr().out)["state"] == "open"
     assert main(["--url", server.url, "limits", "--concurrency", "0"]) == 2
     assert "suggestion" in capsys.readouterr().err
+
+
+def test_cli_alerts_and_silences_for_operators(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--url", server.url, "alerts"]) == 0
+    assert json.loads(capsys.readouterr().out)["alerts"] == []
+    assert main(["--url", server.url, "alerts", "--test"]) == 0
+    assert json.loads(capsys.readouterr().out)["delivered"] == ["log"]
+    assert main(["--url", server.url, "alerts", "--history"]) == 0
+    assert json.loads(capsys.readouterr().out)["events"][0]["kind"] == "test"
+    assert main(["--url", server.url, "silence", "add", "--group", "job_*", "--duration", "2h",
+                 "--comment", "provider incident"]) == 0
+    silence = json.loads(capsys.readouterr().out)
+    assert silence["state"] == "active" and silence["matchers"] == {"group": "job_*"}
+    assert main(["--url", server.url, "silence", "list"]) == 0
+    assert [s["id"] for s in json.loads(capsys.readouterr().out)["silences"]] == [silence["id"]]
+    assert main(["--url", server.url, "silence", "delete", silence["id"]]) == 0
+    assert json.loads(capsys.readouterr().out)["deleted"] is True
+    assert main(["--url", server.url, "silence", "add", "--duration", "1h", "--comment", "x"]) == 2
+    assert "matcher" in capsys.readouterr().err
+    assert main(["--url", server.url, "silence", "add", "--rule", "x", "--duration", "soon", "--comment", "x"]) == 2
+    assert main(["--url", server.url, "alerts", "--ack", "nope"]) == 2

@@ -276,3 +276,16 @@ def test_open_circuit_makes_jobs_wait_without_burning_retries(redis_db: redis.Re
     assert waits, "the circuit should have opened after 3 failures and made the task wait"
     assert len(provider.calls) == 6  # no call while the circuit was open
     assert [a["n"] for a in job.attempts] == [1, 2, 3, 4, 5, 6]  # waiting burned no attempt number
+
+
+def test_quota_gone_past_the_deadline_fails_fast_with_rate_limited(redis_db: redis.Redis,
+                                                                   clock: FakeClock) -> None:
+    provider = StubProvider("ok")
+    ctx = make_ctx(redis_db, clock, provider, quota_wait_s=0.0)
+    job_id = add_job(ctx, clock)
+    pipeline.run_preprocess(ctx, job_id)
+    ctx.limiter.cooldown(3600)  # e.g. a per-day quota 429 seen by another worker
+    assert pipeline.run_generate(ctx, job_id, 0, 1) is None
+    job = ctx.store.get(job_id)
+    assert job is not None and job.status == "failed" and provider.calls == []
+    assert job.error is not None and job.error["code"] == "upstream_rate_limited"

@@ -1,0 +1,128 @@
+"""The `Notifier`: sends one notification to every channel at once and records every attempt. It never raises.
+
+Each channel runs in its own thread: attempts with a per-attempt timeout, retried with exponential backoff
+(`backoff_s` doubling, capped) while the failure is retryable (no answer, timeout, 408/429/5xx), at most
+`max_attempts`. A channel that hangs or fails only costs itself: the others deliver as soon as they can, and the
+whole send returns within `budget_s` even if a channel ignores its timeout (its thread is abandoned and the
+attempt recorded as given up). `sleep` is injected so tests never wait for backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import replace
+
+from monitoring.alerts.channels import (
+    Channel,
+    EmailChannel,
+    LogChannel,
+    SendResult,
+    SlackChannel,
+    WebhookChannel,
+)
+from monitoring.alerts.model import DeliveryAttempt, Notification
+from shared.settings import Settings
+
+log = logging.getLogger("nanoedit.alerts")
+
+TIMEOUT_S = 5.0
+MAX_ATTEMPTS = 3
+BACKOFF_S = 0.5
+BACKOFF_CAP_S = 4.0
+
+
+class Notifier:
+    def __init__(self, channels: Sequence[Channel], *, timeout_s: float = TIMEOUT_S,
+                 max_attempts: int = MAX_ATTEMPTS, backoff_s: float = BACKOFF_S, backoff_cap_s: float = BACKOFF_CAP_S,
+                 sleep: Callable[[float], None] = time.sleep, now: Callable[[], float] = time.time) -> None:
+        self.channels = list(channels)
+        self.timeout_s = timeout_s
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_s = backoff_s
+        self.backoff_cap_s = backoff_cap_s
+        self.sleep = sleep
+        self.now = now
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [c.name for c in self.channels]
+
+    def backoff(self, attempt: int) -> float:
+        return float(min(self.backoff_cap_s, self.backoff_s * 2 ** (attempt - 1)))
+
+    @property
+    def budget_s(self) -> float:
+        """The longest a send may take when every channel honours its timeout, plus a second of slack."""
+        backoffs = sum(self.backoff(n) for n in range(1, self.max_attempts))
+        return self.max_attempts * self.timeout_s + backoffs + 1.0
+
+    def send_many(self, messages: Sequence[Notification]) -> list[Notification]:
+        """Send several messages at once (one per group), so the whole batch takes one `budget_s` at most."""
+        if len(messages) <= 1:
+            return [self.send(m) for m in messages]
+        with ThreadPoolExecutor(max_workers=len(messages), thread_name_prefix="nanoedit-alert-msg") as pool:
+            return list(pool.map(self.send, messages))
+
+    def send(self, message: Notification) -> Notification:
+        """`message` with `deliveries` filled in: every attempt on every channel, in channel order."""
+        if not self.channels:
+            return message
+        pool = ThreadPoolExecutor(max_workers=len(self.channels), thread_name_prefix="nanoedit-alert")
+        started = self.now()
+        try:
+            futures = [pool.submit(self._deliver, ch, message) for ch in self.channels]
+            wait(futures, timeout=self.budget_s)
+            attempts: list[DeliveryAttempt] = []
+            for ch, fut in zip(self.channels, futures, strict=True):
+                if fut.done() and fut.exception() is None:
+                    attempts.extend(fut.result())
+                else:  # still running past the budget (or crashed outside its own guard)
+                    attempts.append(DeliveryAttempt(ch.name, 0, False, None, "gave up: no result within "
+                                                    f"{self.budget_s:.0f} s", int((self.now() - started) * 1000),
+                                                    started))
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        failed = sorted({a.channel for a in attempts} - {a.channel for a in attempts if a.ok})
+        if failed:
+            log.error("alert delivery failed", extra={"message_id": message.id, "channels": failed})
+        return replace(message, deliveries=tuple(attempts))
+
+    def _deliver(self, channel: Channel, message: Notification) -> list[DeliveryAttempt]:
+        attempts: list[DeliveryAttempt] = []
+        for n in range(1, self.max_attempts + 1):
+            at = self.now()
+            t0 = time.perf_counter()
+            try:
+                result = channel.send(message, self.timeout_s)
+            except Exception as exc:  # a channel must never break evaluation or the other channels
+                result = SendResult(False, None, type(exc).__name__, retryable=True)
+            attempts.append(DeliveryAttempt(channel.name, n, result.ok, result.status, result.error,
+                                            int((time.perf_counter() - t0) * 1000), at))
+            log.info("alert delivery attempt", extra={"message_id": message.id, "channel": channel.name,
+                                                      "attempt": n, "ok": result.ok, "http_status": result.status,
+                                                      "error": result.error})
+            if result.ok or not result.retryable:
+                break
+            if n < self.max_attempts:
+                self.sleep(self.backoff(n))
+        return attempts
+
+
+def build_channels(settings: Settings) -> list[Channel]:
+    """Every configured channel; the log channel is always on. Raises ChannelConfigError on a bad config."""
+    channels: list[Channel] = [LogChannel()]
+    if settings.slack_webhook_url:
+        channels.append(SlackChannel(settings.slack_webhook_url))
+    if settings.alert_webhook_url or settings.alert_webhook_secret:
+        channels.append(WebhookChannel(settings.alert_webhook_url, settings.alert_webhook_secret))
+    if settings.smtp_url or settings.alert_email_to:
+        to = [a.strip() for a in settings.alert_email_to.split(",") if a.strip()]
+        channels.append(EmailChannel(settings.smtp_url, to))
+    return channels
+
+
+def build_notifier(settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> Notifier:
+    return Notifier(build_channels(settings), sleep=sleep)

@@ -1,0 +1,121 @@
+"""Silences: operator-created, time-boxed mutes of matching alerts, stored in Redis (`{prefix}:alerts:silences`, a
+hash of id → JSON). A silenced alert still changes state; the engine just sends nothing for it.
+
+Matchers are shell-style patterns (`fnmatch`, case-sensitive) on alert id, rule, group, severity and queue; all
+given matchers must match. Expired silences are kept a day for the record, then purged by the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import asdict, dataclass, replace
+from fnmatch import fnmatchcase
+from typing import Any
+
+import redis
+
+from monitoring.alerts.model import AlertState
+from shared.clock import Clock, rfc3339
+
+MATCHER_KEYS = ("alert", "rule", "group", "severity", "queue")
+KEEP_EXPIRED_S = 86400.0
+MAX_DURATION_S = 90 * 86400.0
+
+
+class SilenceError(ValueError):
+    """A silence request that cannot be stored (bad matchers or times)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    id: str
+    matchers: dict[str, str]
+    starts_at: float
+    ends_at: float
+    comment: str
+    created_by: str
+    created_at: float
+    updated_at: float | None = None
+
+    def state(self, now: float) -> str:
+        if now < self.starts_at:
+            return "pending"
+        return "active" if now < self.ends_at else "expired"
+
+    def matches(self, st: AlertState) -> bool:
+        facts = {"alert": st.id, "rule": st.rule, "group": st.group, "severity": st.severity,
+                 "queue": st.labels.get("queue", "")}
+        return all(fnmatchcase(facts[k], pattern) for k, pattern in self.matchers.items())
+
+    def public(self, now: float) -> dict[str, Any]:
+        return {"id": self.id, "state": self.state(now), "matchers": dict(self.matchers),
+                "starts_at": rfc3339(self.starts_at), "ends_at": rfc3339(self.ends_at), "comment": self.comment,
+                "created_by": self.created_by, "created_at": rfc3339(self.created_at),
+                "updated_at": rfc3339(self.updated_at)}
+
+
+def _validate(s: Silence, now: float) -> Silence:
+    if not s.matchers:
+        raise SilenceError(f"a silence needs at least one matcher ({', '.join(MATCHER_KEYS)})")
+    unknown = sorted(set(s.matchers) - set(MATCHER_KEYS))
+    if unknown:
+        raise SilenceError(f"unknown matcher(s) {', '.join(unknown)}; use {', '.join(MATCHER_KEYS)}")
+    if not all(isinstance(v, str) and v.strip() for v in s.matchers.values()):
+        raise SilenceError("matcher values must be non-empty strings (shell-style patterns: job_*)")
+    if s.ends_at <= s.starts_at or s.ends_at <= now:
+        raise SilenceError("ends_at must be after starts_at and in the future")
+    if s.ends_at - s.starts_at > MAX_DURATION_S:
+        raise SilenceError(f"a silence lasts at most {int(MAX_DURATION_S // 86400)} days")
+    if not s.comment.strip():
+        raise SilenceError("a comment is required: say why, so the next on-call knows")
+    return s
+
+
+class SilenceStore:
+    def __init__(self, r: redis.Redis, prefix: str, clock: Clock) -> None:
+        self.r = r
+        self.clock = clock
+        self.key = f"{prefix}:alerts:silences"
+
+    def create(self, matchers: dict[str, str], ends_at: float, comment: str, created_by: str,
+               starts_at: float | None = None) -> Silence:
+        now = self.clock.now()
+        s = _validate(Silence(id=uuid.uuid4().hex[:16], matchers={k: str(v).strip() for k, v in matchers.items()},
+                              starts_at=now if starts_at is None else starts_at, ends_at=ends_at, comment=comment,
+                              created_by=created_by or "unknown", created_at=now), now)
+        self.r.hset(self.key, s.id, json.dumps(asdict(s)))
+        return s
+
+    def update(self, silence_id: str, **changes: Any) -> Silence | None:
+        current = self.get(silence_id)
+        if current is None:
+            return None
+        now = self.clock.now()
+        s = _validate(replace(current, updated_at=now, **changes), now)
+        self.r.hset(self.key, s.id, json.dumps(asdict(s)))
+        return s
+
+    def get(self, silence_id: str) -> Silence | None:
+        raw = self.r.hget(self.key, silence_id)
+        return Silence(**json.loads(str(raw))) if raw else None
+
+    def all(self) -> list[Silence]:
+        rows = [Silence(**json.loads(str(v))) for v in self.r.hvals(self.key)]
+        return sorted(rows, key=lambda s: s.created_at, reverse=True)
+
+    def active(self) -> list[Silence]:
+        now = self.clock.now()
+        return [s for s in self.all() if s.state(now) == "active"]
+
+    def delete(self, silence_id: str) -> bool:
+        return bool(self.r.hdel(self.key, silence_id))
+
+    def purge(self) -> int:
+        cutoff = self.clock.now() - KEEP_EXPIRED_S
+        old = [s.id for s in self.all() if s.ends_at < cutoff]
+        return int(self.r.hdel(self.key, *old)) if old else 0
+
+
+def first_match(silences: list[Silence], st: AlertState) -> Silence | None:
+    return next((s for s in silences if s.matches(st)), None)

@@ -1,0 +1,163 @@
+"""Gauges read from Redis at scrape time: queues, live workers, fleet limiter, circuit, beat heartbeat, alerts.
+
+Registered only in the API's /metrics registry: this is shared fleet state, so exposing it from every process
+would multiply it (and `sum()` in a query would be wrong). Each section is read on its own; a section that fails
+is logged and left out, so one broken key never costs the whole scrape (`nanoedit_redis_up` says when Redis
+itself was unreachable). Names and help texts come from monitoring.metrics.STATE_METRICS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from monitoring.metrics import CIRCUIT_STATES, SEVERITIES, STATE_METRICS
+from shared.circuit import CircuitBreaker
+from shared.clock import Clock
+from shared.limiter import FleetLimiter
+from shared.queueing import ALL_QUEUES, QUEUES
+from shared.redis_conn import Keys
+
+log = logging.getLogger("nanoedit.metrics")
+
+
+def _gauge(name: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, STATE_METRICS[name][1], labels=list(labels) if labels else None)
+
+
+@dataclass(slots=True, eq=False)  # hashable by identity: registries key collectors in a dict
+class RedisStateCollector:
+    r: redis.Redis
+    keys: Keys
+    clock: Clock
+    limiter: FleetLimiter
+    breaker: CircuitBreaker
+    queue_depths: Callable[[], dict[str, int]] | None
+    worker_heartbeat_s: int
+
+    def collect(self) -> Iterator[Metric]:
+        up = _gauge("nanoedit_redis_up")
+        try:
+            self.r.ping()
+        except Exception:
+            log.warning("metrics scrape: Redis unreachable", exc_info=True)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        for section in (self._queues, self._limiter, self._circuit, self._beat, self._alerts):
+            try:
+                yield from list(section())
+            except Exception:
+                log.warning("metrics scrape: a section failed", extra={"section": section.__name__},
+                            exc_info=True)
+
+    def _queues(self) -> Iterator[Metric]:
+        now = self.clock.now()
+        pipe = self.r.pipeline(transaction=False)
+        for q in QUEUES:
+            pipe.zcard(self.keys.waiting(q))
+            pipe.zrange(self.keys.waiting(q), 0, 0, withscores=True)
+            pipe.zcount(self.keys.workers(q), now - 3 * self.worker_heartbeat_s, "+inf")
+        rows = pipe.execute()
+        waiting = _gauge("nanoedit_queue_waiting_jobs", ("queue",))
+        oldest = _gauge("nanoedit_queue_oldest_age_seconds", ("queue",))
+        live = _gauge("nanoedit_workers_live", ("queue",))
+        for i, q in enumerate(QUEUES):
+            count, first, workers = rows[3 * i: 3 * i + 3]
+            waiting.add_metric([q], int(count))
+            oldest.add_metric([q], max(0.0, now - float(first[0][1]) / 1000) if first else 0.0)
+            live.add_metric([q], int(workers))
+        yield from (waiting, oldest, live)
+        if self.queue_depths is not None:
+            depths = self.queue_depths()
+            depth = _gauge("nanoedit_queue_depth", ("queue",))
+            for q in ALL_QUEUES:
+                depth.add_metric([q], int(depths.get(q, 0)))
+            yield depth
+
+    def _limiter(self) -> Iterator[Metric]:
+        state = self.limiter.state()
+        in_flight = _gauge("nanoedit_limiter_in_flight")
+        in_flight.add_metric([], int(state["in_flight"]))
+        cap = _gauge("nanoedit_limiter_concurrency_limit")
+        cap.add_metric([], int(state["config"]["concurrency"]))
+        cooldown = _gauge("nanoedit_limiter_cooldown_remaining_seconds")
+        cooldown.add_metric([], float(state["cooldown_remaining_s"]))
+        yield from (in_flight, cap, cooldown)
+
+    def _circuit(self) -> Iterator[Metric]:
+        state = self.breaker.state()
+        current = _gauge("nanoedit_circuit_state", ("state",))
+        for name in CIRCUIT_STATES:
+            current.add_metric([name], 1 if state["state"] == name else 0)
+        consecutive = _gauge("nanoedit_circuit_consecutive_failures")
+        consecutive.add_metric([], int(state["consecutive_failures"]))
+        yield from (current, consecutive)
+
+    def _beat(self) -> Iterator[Metric]:
+        raw = self.r.get(self.keys.beat_heartbeat)
+        if raw:  # absent when beat never ran: the absent() rule is the dead-man's switch
+            age = _gauge("nanoedit_beat_heartbeat_age_seconds")
+            age.add_metric([], max(0.0, self.clock.now() - float(raw)))
+            yield age
+
+    def _alerts(self) -> Iterator[Metric]:
+        counts = dict.fromkeys(SEVERITIES, 0)
+        for severity in firing_severities(self.r, self.keys.p):
+            counts[severity] = counts.get(severity, 0) + 1
+        firing = _gauge("nanoedit_alerts_firing", ("severity",))
+        for severity, n in sorted(counts.items()):
+            firing.add_metric([severity], n)
+        yield firing
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _severity(raw: Any) -> str:
+    try:
+        value = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    except ValueError:
+        value = raw
+    if isinstance(value, dict):
+        return str(value.get("severity") or "unknown").lower()[:20]
+    return "unknown"
+
+
+def firing_severities(r: redis.Redis, prefix: str) -> list[str]:
+    """Severities of the alerts firing now, read defensively from the alert engine's keys (it may not exist,
+    or not yet have run): `{prefix}:alerts:firing` as a hash (id → JSON with `severity`), set, sorted set or
+    JSON string, or `{prefix}:alerts:state` as a hash whose JSON values carry `state: firing`."""
+    out: list[str] = []
+    key = f"{prefix}:alerts:firing"
+    kind = _text(r.type(key))
+    if kind == "hash":
+        out += [_severity(v) for v in r.hgetall(key).values()]
+    elif kind == "set":
+        out += [_severity(m) for m in r.smembers(key)]
+    elif kind == "zset":
+        out += [_severity(m) for m in r.zrange(key, 0, -1)]
+    elif kind == "string":
+        body = json.loads(str(r.get(key) or "[]"))
+        items = body.values() if isinstance(body, dict) else body if isinstance(body, list) else []
+        out += [_severity(i) for i in items]
+    state_key = f"{prefix}:alerts:state"
+    if not out and _text(r.type(state_key)) == "hash":
+        for raw in r.hgetall(state_key).values():
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(value, dict) and str(value.get("state", "")).lower() == "firing":
+                out.append(_severity(value))
+    return out
