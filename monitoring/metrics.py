@@ -71,9 +71,10 @@ STATE_METRICS: dict[str, tuple[str, str]] = {
     "nanoedit_circuit_consecutive_failures": ("gauge", "Consecutive transient provider failures."),
     "nanoedit_beat_heartbeat_age_seconds": ("gauge", "Seconds since beat's last heartbeat (absent: never)."),
     "nanoedit_alerts_firing": ("gauge", "Alerts of the built-in alert engine firing now, by severity."),
+    "nanoedit_alert_evaluation_age_seconds": ("gauge", "Seconds since the built-in alert engine last evaluated."),
 }
 CIRCUIT_STATES = ("closed", "open", "half_open")
-SEVERITIES = ("critical", "high", "medium", "low", "warning")
+SEVERITIES = ("critical", "high", "medium", "low")  # monitoring/alerts/rules.py (design's "warning" = medium)
 
 PROCESS_METRICS = (HTTP_REQUESTS, HTTP_DURATION, HTTP_IN_FLIGHT, JOBS_SUBMITTED, JOBS_FINISHED, JOB_DURATION,
                    JOB_STAGE_DURATION, PROVIDER_CALL_DURATION, PROVIDER_RETRIES, PROVIDER_RATE_LIMITED,

@@ -8,16 +8,16 @@ itself was unreachable). Names and help texts come from monitoring.metrics.STATE
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from monitoring.alerts.model import FIRING
+from monitoring.alerts.store import AlertStore
 from monitoring.metrics import CIRCUIT_STATES, SEVERITIES, STATE_METRICS
 from shared.circuit import CircuitBreaker
 from shared.clock import Clock
@@ -111,53 +111,17 @@ class RedisStateCollector:
             yield age
 
     def _alerts(self) -> Iterator[Metric]:
+        store = AlertStore(self.r, self.keys.p, self.clock)
         counts = dict.fromkeys(SEVERITIES, 0)
-        for severity in firing_severities(self.r, self.keys.p):
-            counts[severity] = counts.get(severity, 0) + 1
+        for st in store.states().values():
+            if st.state == FIRING:
+                counts[st.severity] = counts.get(st.severity, 0) + 1
         firing = _gauge("nanoedit_alerts_firing", ("severity",))
         for severity, n in sorted(counts.items()):
             firing.add_metric([severity], n)
         yield firing
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _severity(raw: Any) -> str:
-    try:
-        value = json.loads(raw) if isinstance(raw, str | bytes) else raw
-    except ValueError:
-        value = raw
-    if isinstance(value, dict):
-        return str(value.get("severity") or "unknown").lower()[:20]
-    return "unknown"
-
-
-def firing_severities(r: redis.Redis, prefix: str) -> list[str]:
-    """Severities of the alerts firing now, read defensively from the alert engine's keys (it may not exist,
-    or not yet have run): `{prefix}:alerts:firing` as a hash (id → JSON with `severity`), set, sorted set or
-    JSON string, or `{prefix}:alerts:state` as a hash whose JSON values carry `state: firing`."""
-    out: list[str] = []
-    key = f"{prefix}:alerts:firing"
-    kind = _text(r.type(key))
-    if kind == "hash":
-        out += [_severity(v) for v in r.hgetall(key).values()]
-    elif kind == "set":
-        out += [_severity(m) for m in r.smembers(key)]
-    elif kind == "zset":
-        out += [_severity(m) for m in r.zrange(key, 0, -1)]
-    elif kind == "string":
-        body = json.loads(str(r.get(key) or "[]"))
-        items = body.values() if isinstance(body, dict) else body if isinstance(body, list) else []
-        out += [_severity(i) for i in items]
-    state_key = f"{prefix}:alerts:state"
-    if not out and _text(r.type(state_key)) == "hash":
-        for raw in r.hgetall(state_key).values():
-            try:
-                value = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(value, dict) and str(value.get("state", "")).lower() == "firing":
-                out.append(_severity(value))
-    return out
+        last = store.last_evaluated_at()
+        if last is not None:  # absent before the first evaluation; the beat rules cover a beat that never ran
+            age = _gauge("nanoedit_alert_evaluation_age_seconds")
+            age.add_metric([], max(0.0, self.clock.now() - last))
+            yield age

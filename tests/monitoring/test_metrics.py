@@ -20,9 +20,13 @@ import pytest
 import redis
 from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from api import create_app
 from monitoring import metrics, multiproc
+from monitoring.alerts.model import FIRING, RESOLVED, AlertState
+from monitoring.alerts.store import AlertStore
 from monitoring.exposition import registry, render
 from monitoring.state_collector import RedisStateCollector
 from shared.blobs import MemoryBlobStore
@@ -219,7 +223,7 @@ def test_metrics_needs_the_admin_token_when_auth_is_on(tmp_path: Path) -> None:
 
 def test_fleet_state_gauges_come_from_redis_at_scrape_time(tmp_path: Path, redis_db: redis.Redis) -> None:
     # Given two jobs waiting for preprocessing (oldest 90 s), one live generate worker, a fresh beat heartbeat,
-    # an open circuit, one limiter lease and two firing alerts in the alert engine's state
+    # an open circuit, one limiter lease, two firing alerts and an evaluation 12 s ago in the alert engine
     clock = FakeClock()
     now = clock.now()
     keys = Keys("nanoedit")
@@ -227,10 +231,12 @@ def test_fleet_state_gauges_come_from_redis_at_scrape_time(tmp_path: Path, redis
     redis_db.zadd(keys.workers("generate"), {"generate@h": now - 1})
     redis_db.zadd(keys.workers("preprocess"), {"preprocess@h": now - 3600})  # stale
     redis_db.set(keys.beat_heartbeat, repr(now - 4))
-    redis_db.hset("nanoedit:alerts:state", mapping={
-        "a": json.dumps({"rule": "circuit_open", "severity": "high", "state": "firing"}),
-        "b": json.dumps({"rule": "no_live_worker", "severity": "critical", "state": "firing"}),
-        "c": json.dumps({"rule": "job_error_rate", "severity": "medium", "state": "resolved"})})
+    alerts = AlertStore(redis_db, "nanoedit", clock)
+    redis_db.hset(alerts.state_key, mapping={st.id: json.dumps(st.to_dict()) for st in (
+        AlertState(id="a", rule="circuit_open", group="provider", severity="high", state=FIRING),
+        AlertState(id="b", rule="no_live_worker", group="workers", severity="critical", state=FIRING),
+        AlertState(id="c", rule="job_error_rate", group="job_errors", severity="medium", state=RESOLVED))})
+    redis_db.set(alerts.last_eval_key, repr(now - 12))
     settings = Settings(data_dir=tmp_path, gemini_concurrency=5)
     limiter = FleetLimiter(redis_db, "nanoedit", settings.limit_config())
     assert limiter.try_acquire("job:0").granted
@@ -255,6 +261,7 @@ def test_fleet_state_gauges_come_from_redis_at_scrape_time(tmp_path: Path, redis
     assert sample(text, "nanoedit_alerts_firing", severity="critical") == 1
     assert sample(text, "nanoedit_alerts_firing", severity="high") == 1
     assert sample(text, "nanoedit_alerts_firing", severity="medium") == 0
+    assert sample(text, "nanoedit_alert_evaluation_age_seconds") == pytest.approx(12)
     assert sample(text, "nanoedit_redis_up") == 1
 
 
@@ -270,11 +277,12 @@ def test_no_beat_heartbeat_means_no_series_and_no_alert_engine_means_zero(tmp_pa
 
     assert sample(text, "nanoedit_beat_heartbeat_age_seconds") is None  # absent(): the dead-man's switch
     assert sample(text, "nanoedit_alerts_firing", severity="critical") == 0
+    assert sample(text, "nanoedit_alert_evaluation_age_seconds") is None
     assert sample(text, "nanoedit_circuit_state", state="closed") == 1
 
 
 def test_unreachable_redis_still_answers_the_scrape(tmp_path: Path) -> None:
-    dead = redis.Redis(port=1, socket_connect_timeout=0.2)  # nothing listens on port 1
+    dead = redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))  # nothing on port 1
     settings = Settings(data_dir=tmp_path)
     clock = FakeClock()
     state = RedisStateCollector(r=dead, keys=Keys("nanoedit"), clock=clock,
