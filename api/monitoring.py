@@ -23,7 +23,7 @@ def reporter() -> HealthReporter:
     s = svc.settings
     return HealthReporter(r=svc.redis, keys=svc.keys, clock=svc.clock,
                           recorder=OutcomeRecorder(svc.redis, s.redis_prefix, svc.clock), limiter=svc.limiter,
-                          breaker=svc.breaker, queue_depths=svc.enqueuer.queue_depths,
+                          breaker=svc.breaker, queue_depths=lambda: svc.enqueuer.queue_depths(),
                           interval_s=s.report_interval_s, min_samples=s.report_min_samples,
                           worker_heartbeat_s=s.worker_heartbeat_s)
 

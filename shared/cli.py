@@ -22,7 +22,7 @@ EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 _BAD_ENDINGS = frozenset({"failed", "canceled", "partially_succeeded"})
-_COMMANDS = ("submit", "status", "cancel", "list", "limits", "circuit", "alerts", "silence", "fake-gemini")
+_COMMANDS = ("submit", "status", "cancel", "list", "report", "limits", "circuit", "alerts", "silence", "fake-gemini")
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _GLOBAL_WITH_VALUE = ("--url", "--api-key", "--admin-token")
 
@@ -67,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     lim.add_argument("--reset", action="store_true", help="drop all run-time overrides (env defaults apply)")
     cir = sub.add_parser("circuit", help="show the provider circuit breaker, or force it (operators)")
     cir.add_argument("--force", choices=["open", "closed"], default=None)
+    rp = sub.add_parser("report", help="the beat health report: latest, --daily [DAY] or --history (operators)")
+    rp.add_argument("--daily", nargs="?", const="", default=None, metavar="DAY",
+                    help="daily summary (UTC YYYY-MM-DD; default today so far)")
+    rp.add_argument("--history", action="store_true", help="the reports of the last hour")
     al = sub.add_parser("alerts", help="firing alerts, their history, ack one, or test the channels (operators)")
     al.add_argument("--history", action="store_true", help="the event history instead of what fires now")
     al.add_argument("--all", action="store_true", help="pending and resolved alerts too")
@@ -233,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "alerts":
             return _alerts(client, args)
+        if args.command == "report":
+            if args.daily is not None:
+                _print_json(client.report("daily", day=args.daily or None))
+            else:
+                _print_json(client.report("history" if args.history else "latest"))
+            return EXIT_OK
         if args.command == "silence":
             return _silence(client, args)
         return EXIT_ERROR  # unreachable: argparse rejects unknown commands

@@ -125,6 +125,14 @@ class NanoeditClient:
         return body
 
     # -- operators ----------------------------------------------------------------------------------
+    def report(self, period: str = "latest", day: str | None = None, since_s: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"period": period}
+        if day:
+            params["day"] = day
+        if since_s is not None:
+            params["since_s"] = since_s
+        return self._json("GET", "/v1/monitoring/report", params=params)
+
     def limits(self) -> dict[str, Any]:
         return self._json("GET", "/v1/admin/limits")
 

@@ -317,3 +317,13 @@ def test_cli_alerts_and_silences_for_operators(server: Server, capsys: pytest.Ca
     assert "matcher" in capsys.readouterr().err
     assert main(["--url", server.url, "silence", "add", "--rule", "x", "--duration", "soon", "--comment", "x"]) == 2
     assert main(["--url", server.url, "alerts", "--ack", "nope"]) == 2
+
+
+def test_cli_report_before_and_after_beat_wrote_one(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--url", server.url, "report"]) == 2
+    assert "beat" in capsys.readouterr().err  # the 404's suggestion: is beat running?
+    server.svc.redis.set("nanoedit:report:latest", json.dumps({"generated_at": "now", "windows": {}}))
+    assert main(["--url", server.url, "report"]) == 0
+    assert json.loads(capsys.readouterr().out)["generated_at"] == "now"
+    assert main(["--url", server.url, "report", "--daily"]) == 0
+    assert "jobs_finished" in json.loads(capsys.readouterr().out)
