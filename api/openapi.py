@@ -299,6 +299,12 @@ def _meta_paths() -> dict[str, Any]:
                          _responses({200: {"description": "The page.", "headers": _headers(),
                                            "content": {"text/html": {"schema": {"type": "string"}}}}}),
                          public=True)},
+        "/dashboard": {"get": _op(
+            "dashboardPage", "web", "The operator dashboard (HTML): queues, report, alerts, limits and circuit",
+            _responses({200: {"description": "The page. It reads /v1/monitoring/*, /readyz and /v1/admin/*, which "
+                                             "need the admin token when auth is on (the page asks for it).",
+                              "headers": _headers(), "content": {"text/html": {"schema": {"type": "string"}}}}}),
+            public=True)},
         "/v1": {"get": _op("apiIndex", "meta", "API metadata, limits and links",
                            _responses({200: _json("Metadata.", _ref("ApiIndex"))}, 500), public=True)},
         "/openapi.json": {"get": _op("openapi", "meta", "This OpenAPI 3.1 document",

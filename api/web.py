@@ -1,13 +1,20 @@
-"""GET / — the submit page: a human's first contact with the service (design §4).
+"""GET / — the submit page, a human's first contact with the service; GET /dashboard — the operator page
+(design §4).
 
-Owns one HTML page (`templates/index.html`) and its script and stylesheet (`static/submit.*`), served by this
-blueprint because the app is built with `static_folder=None`. The page is a plain client of the public API
-(POST /v1/jobs, GET/DELETE /v1/jobs/{id}, GET /v1, /readyz): it must not reach into services or the job store,
-and it loads nothing from other hosts (the service often runs on machines without internet), which the
-Content-Security-Policy below enforces.
+Owns two HTML pages (`templates/index.html`, `templates/dashboard.html`) and their scripts and stylesheets
+(`static/submit.*`, `static/dashboard.*`), served by this blueprint because the app is built with
+`static_folder=None`. The pages are plain clients of the public API (jobs, /v1, /readyz, and for the dashboard
+/v1/monitoring/* and /v1/admin/*): they must not reach into services or the job store, and they load nothing
+from other hosts (the service often runs on machines without internet), which the Content-Security-Policy below
+enforces. The one thing the dashboard gets from here is the Procfile's worker lines, for its "add an instance"
+hints, so the commands it shows are the ones the deployment really runs.
 """
 
 from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
 
 from flask import Blueprint, Response, render_template
 
@@ -16,12 +23,49 @@ bp = Blueprint("web", __name__, template_folder="templates", static_folder="stat
 # Same-origin only; `blob:` for output images fetched with the API key and for previews of the chosen files.
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+PROCFILE = Path(__file__).resolve().parents[1] / "Procfile"
 
 
-@bp.get("/")
-def submit_page() -> Response:
-    resp = Response(render_template("index.html"), mimetype="text/html")
+def _page(template: str, **context: object) -> Response:
+    resp = Response(render_template(template, **context), mimetype="text/html")
     resp.headers["Content-Security-Policy"] = _CSP
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "no-referrer"
     return resp
+
+
+def worker_processes(procfile: str) -> list[dict[str, object]]:
+    """The Procfile's Celery worker lines: [{"process", "queues", "command"}], in file order.
+
+    `queues` is the worker's `-Q` list, so the page can tell which process serves a queue (preprocess instances
+    also serve maintenance). The command is kept as written (shell expansions included); the page fills in
+    the values it knows.
+    """
+    found: list[dict[str, object]] = []
+    for line in procfile.splitlines():
+        name, sep, command = line.partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_-]+", name.strip()):
+            continue
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            continue
+        if "celery" not in words or "worker" not in words or "-Q" not in words[:-1]:
+            continue
+        queues = words[words.index("-Q") + 1].split(",")
+        found.append({"process": name.strip(), "queues": queues, "command": command.strip()})
+    return found
+
+
+@bp.get("/")
+def submit_page() -> Response:
+    return _page("index.html")
+
+
+@bp.get("/dashboard")
+def dashboard_page() -> Response:
+    try:
+        workers = worker_processes(PROCFILE.read_text(encoding="utf-8"))
+    except OSError:  # deployed without the Procfile: the page shows the hints without commands
+        workers = []
+    return _page("dashboard.html", workers=workers)

@@ -1,6 +1,6 @@
 """The submit page (GET /) driven in headless Chromium against the real stack (gunicorn + workers + beat).
 
-Uses Debian's /usr/bin/chromium (browsers cannot be downloaded here): missing, it skips locally and fails in CI.
+Uses Debian's /usr/bin/chromium (fixtures in tests/web/conftest.py): missing, it skips locally and fails in CI.
 """
 
 from __future__ import annotations
@@ -15,34 +15,15 @@ from typing import Any
 import pytest
 import requests
 from PIL import Image
-from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, Route, expect
 
 from tests.conftest import FIXTURES
-from tests.support.stack import Stack, require_binary, wait_for
+from tests.support.stack import Stack, wait_for
+from tests.web.conftest import PNG_MAGIC
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHELSEA = FIXTURES / "chelsea.png"
 JOB_TIMEOUT_MS = 60_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    executable = require_binary(CHROMIUM)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def ready_stack(stack: Stack) -> Stack:
-    """The stack once /readyz says ready, so the page's readiness check is a 200 (no console error)."""
-    wait_for(lambda: requests.get(f"{stack.url}/readyz", timeout=5).ok, 30, "/readyz to answer 200", 0.2)
-    return stack
 
 
 @dataclass
