@@ -131,7 +131,17 @@ def _schemas(s: Settings) -> dict[str, Any]:
         "error": {"anyOf": [_ref("JobError"), {"type": "null"}]},
         "provider": {"type": "string", "examples": ["gemini", "local"]},
         "model": _nullable("string"),
-        "billed_provider_calls": {"type": "integer", "minimum": 0},
+        "billed_provider_calls": {"type": "integer", "minimum": 0,
+                                  "description": "Provider calls that were answered (and so billed)."},
+        "cached_from": _nullable("string", description="Set when the outputs were reused from this earlier "
+                                                       "identical job (no provider call)."),
+        "webhook": {"anyOf": [_obj({"url": {"type": "string"},
+                                    "state": {"type": "string", "enum": ["pending", "retrying", "delivered",
+                                                                         "failed"]},
+                                    "attempts": {"type": "integer", "minimum": 0},
+                                    "last_status": _nullable("integer"),
+                                    "last_error": _nullable("string")}), {"type": "null"}],
+                    "description": "Delivery state of the job's webhook; null without webhook_url."},
         "links": _obj({"self": {"type": "string"}, "cancel": {"type": "string"}}),
     }, description="A job (design §4). New optional fields may be added; ignore unknown ones.")
     error = _obj({"error": {"type": "string", "description": "User-friendly message."},
