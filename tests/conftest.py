@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.support.stack import RedisServer, Stack, make_stack
+from tests.support.stack import RedisServer, Stack, start_stack
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -32,18 +32,7 @@ def redis_db(redis_server: RedisServer) -> Iterator[redis.Redis]:
 @pytest.fixture(scope="session")
 def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """API (gunicorn) + preprocess and generate worker instances + beat, local provider, on db 0."""
-    s = make_stack(redis_server.url(0), tmp_path_factory.mktemp("stack"))
-    try:
-        s.start_worker("preprocess", 2)
-        s.start_worker("generate", 3)
-        s.start_beat()
-        s.start_api()
-        s.wait_api()
-        s.wait_live()
-    except Exception:
-        print(s.logs())
-        s.stop()
-        raise
+    s = start_stack(redis_server.url(0), tmp_path_factory.mktemp("stack"), preprocess=2, generate=(3,), beat=True)
     yield s
     s.stop()
 

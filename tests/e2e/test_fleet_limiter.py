@@ -35,7 +35,7 @@ from shared.queueing import make_celery
 from shared.settings import Settings
 from tests.conftest import FIXTURES
 from tests.e2e.test_pipeline import TERMINAL, wait_done
-from tests.support.stack import RedisServer, Stack, make_stack, wait_for
+from tests.support.stack import RedisServer, Stack, gemini_env, start_stack, wait_for
 from workers.fake_gemini import FakeGeminiConfig, FakeGeminiServer
 
 pytestmark = pytest.mark.e2e
@@ -46,22 +46,8 @@ CAP = 3
 
 
 def start_gemini_stack(redis_url: str, data_dir: Any, fake: FakeGeminiServer, **env: str) -> Stack:
-    s = make_stack(redis_url, data_dir, GEMINI_API_KEY=API_KEY, NANOEDIT_PROVIDER="auto",
-                   NANOEDIT_GEMINI_BASE_URL=fake.base_url, NANOEDIT_RETRY_BASE_S="0.05",
-                   NANOEDIT_GEMINI_CONCURRENCY=str(CAP), **env)
-    redis.Redis.from_url(redis_url).flushdb()
-    try:
-        s.start_worker("preprocess", 2)
-        s.start_worker("generate", 4, name="gen1")
-        s.start_worker("generate", 4, name="gen2")
-        s.start_api()
-        s.wait_api()
-        s.wait_live()
-    except Exception:
-        print(s.logs())
-        s.stop()
-        raise
-    return s
+    return start_stack(redis_url, data_dir, preprocess=2, generate=(4, 4),
+                       **gemini_env(fake.base_url, API_KEY, NANOEDIT_GEMINI_CONCURRENCY=str(CAP), **env))
 
 
 def limiter_of(stack: Stack) -> FleetLimiter:

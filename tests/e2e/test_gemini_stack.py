@@ -6,12 +6,11 @@ import hashlib
 from collections.abc import Iterator
 
 import pytest
-import redis
 import requests
 
 from tests.conftest import FIXTURES
 from tests.e2e.test_pipeline import wait_done
-from tests.support.stack import RedisServer, Stack, make_stack
+from tests.support.stack import RedisServer, Stack, gemini_env, start_stack
 from workers.fake_gemini.config import FakeGeminiConfig
 from workers.fake_gemini.server import FakeGeminiServer
 
@@ -28,20 +27,8 @@ def fake() -> Iterator[FakeGeminiServer]:
 @pytest.fixture(scope="module")
 def gemini_stack(redis_server: RedisServer, fake: FakeGeminiServer,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = make_stack(redis_server.url(4), tmp_path_factory.mktemp("gemini"), GEMINI_API_KEY="test-key-not-real",
-                   NANOEDIT_PROVIDER="auto", NANOEDIT_GEMINI_BASE_URL=fake.base_url, NANOEDIT_GEMINI_TIMEOUT_S="5",
-                   NANOEDIT_MAX_RETRIES="1")
-    redis.Redis.from_url(s.env["NANOEDIT_REDIS_URL"]).flushdb()
-    try:
-        s.start_worker("preprocess", 1)
-        s.start_worker("generate", 2)
-        s.start_api()
-        s.wait_api()
-        s.wait_live()
-    except Exception:
-        print(s.logs())
-        s.stop()
-        raise
+    s = start_stack(redis_server.url(4), tmp_path_factory.mktemp("gemini"),
+                    **gemini_env(fake.base_url, NANOEDIT_GEMINI_TIMEOUT_S="5", NANOEDIT_MAX_RETRIES="1"))
     yield s
     s.stop()
 

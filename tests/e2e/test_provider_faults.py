@@ -33,7 +33,7 @@ from shared.limiter import FleetLimiter
 from shared.settings import Settings
 from tests.conftest import FIXTURES
 from tests.e2e.test_pipeline import TERMINAL, wait_done
-from tests.support.stack import RedisServer, Stack, make_stack, wait_for
+from tests.support.stack import RedisServer, Stack, gemini_env, start_stack, wait_for
 from workers.fake_gemini import FakeGeminiConfig, FakeGeminiServer, scenario_names
 from workers.fake_gemini.recorder import key_fingerprint
 
@@ -46,21 +46,8 @@ MATRIX_RETRIES = 2  # transient scenarios make 1 + 2 attempts; rate_limited then
 
 def start_gemini_stack(redis_url: str, data_dir: Any, fake: FakeGeminiServer, *, generate: tuple[int, ...],
                        preprocess: int = 1, **env: str) -> Stack:
-    s = make_stack(redis_url, data_dir, GEMINI_API_KEY=API_KEY, NANOEDIT_PROVIDER="auto",
-                   NANOEDIT_GEMINI_BASE_URL=fake.base_url, NANOEDIT_RETRY_BASE_S="0.05", **env)
-    redis.Redis.from_url(redis_url).flushdb()
-    try:
-        s.start_worker("preprocess", preprocess)
-        for n, concurrency in enumerate(generate, start=1):
-            s.start_worker("generate", concurrency, name=f"gen{n}")
-        s.start_api()
-        s.wait_api()
-        s.wait_live()
-    except Exception:
-        print(s.logs())
-        s.stop()
-        raise
-    return s
+    return start_stack(redis_url, data_dir, preprocess=preprocess, generate=generate,
+                       **gemini_env(fake.base_url, API_KEY, **env))
 
 
 def submit(stack: Stack, instruction: str, image: bytes, name: str = "a.png") -> str:

@@ -11,7 +11,7 @@ import redis
 import requests
 
 from tests.conftest import FIXTURES
-from tests.support.stack import RedisServer, Stack, make_stack, wait_for
+from tests.support.stack import RedisServer, Stack, start_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -19,19 +19,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def slow_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Own Redis database, a local provider that takes 4 s per call, a 6 s visibility timeout."""
-    s = make_stack(redis_server.url(3), tmp_path_factory.mktemp("slow"), NANOEDIT_LOCAL_DELAY_S="4",
-                   NANOEDIT_VISIBILITY_TIMEOUT_S="6")
-    redis.Redis.from_url(s.env["NANOEDIT_REDIS_URL"]).flushdb()
-    try:
-        s.start_worker("preprocess", 1)
-        s.start_worker("generate", 1, name="gen1")
-        s.start_api()
-        s.wait_api()
-        s.wait_live()
-    except Exception:
-        print(s.logs())
-        s.stop()
-        raise
+    s = start_stack(redis_server.url(3), tmp_path_factory.mktemp("slow"), generate=(1,),
+                    NANOEDIT_LOCAL_DELAY_S="4", NANOEDIT_VISIBILITY_TIMEOUT_S="6")
     yield s
     s.stop()
 
@@ -39,7 +28,7 @@ def slow_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFacto
 def test_sigkilled_generate_worker_job_still_finishes(slow_stack: Stack) -> None:
     s = slow_stack
     r = redis.Redis.from_url(s.env["NANOEDIT_REDIS_URL"], decode_responses=True)
-    # Given a job whose generate call is in flight on worker instance gen1
+    # Given a job whose generate call is in flight on worker instance "generate"
     resp = requests.post(f"{s.url}/v1/jobs", timeout=30, data={"instruction": "grayscale"},
                          files=[("image", ("a.png", (FIXTURES / "chelsea.png").read_bytes()))])
     assert resp.status_code == 202
@@ -49,8 +38,8 @@ def test_sigkilled_generate_worker_job_still_finishes(slow_stack: Stack) -> None
     time.sleep(1.0)  # inside the provider's 4 s call
 
     # When the whole worker instance (main process and pool children) is SIGKILLed
-    s.procs["gen1"].kill_group()
-    s.procs["gen1"].popen.wait(10)
+    s.procs["generate"].kill_group()
+    s.procs["generate"].popen.wait(10)
     assert r.hget(f"nanoedit:job:{job_id}", "status") == "running"
     # and another instance comes up
     s.start_worker("generate", 1, name="gen2")

@@ -194,3 +194,33 @@ def make_stack(redis_url: str, data_dir: Path, **overrides: str) -> Stack:
     env.update(overrides)
     data_dir.mkdir(parents=True, exist_ok=True)
     return Stack(env=env, data_dir=data_dir, port=port)
+
+
+def start_stack(redis_url: str, data_dir: Path, *, preprocess: int = 1, generate: tuple[int, ...] = (2,),
+                beat: bool = False, flush: bool = True, **env: str) -> Stack:
+    """A running stack: API, one preprocess instance, one generate instance per entry of `generate` (named
+    gen1, gen2, ... when there are several), optionally beat. Flushes its Redis database first. On a start-up
+    failure it prints every process log and stops what it started."""
+    s = make_stack(redis_url, data_dir, **env)
+    if flush:
+        redis.Redis.from_url(redis_url).flushdb()
+    try:
+        s.start_worker("preprocess", preprocess)
+        for n, concurrency in enumerate(generate, start=1):
+            s.start_worker("generate", concurrency, name="generate" if len(generate) == 1 else f"gen{n}")
+        if beat:
+            s.start_beat()
+        s.start_api()
+        s.wait_api()
+        s.wait_live()
+    except Exception:
+        print(s.logs())
+        s.stop()
+        raise
+    return s
+
+
+def gemini_env(base_url: str, api_key: str = "test-key-not-real", **env: str) -> dict[str, str]:
+    """Environment for a stack on the gemini provider pointed at a fake Gemini server."""
+    return {"GEMINI_API_KEY": api_key, "NANOEDIT_PROVIDER": "auto", "NANOEDIT_GEMINI_BASE_URL": base_url,
+            "NANOEDIT_RETRY_BASE_S": "0.05", **env}
