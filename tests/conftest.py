@@ -9,6 +9,8 @@ import pytest
 import redis
 
 from tests.support.stack import RedisServer, Stack, start_stack
+from workers.fake_gemini.config import FakeGeminiConfig
+from workers.fake_gemini.server import FakeGeminiServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -35,6 +37,14 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     s = start_stack(redis_server.url(0), tmp_path_factory.mktemp("stack"), preprocess=2, generate=(3,), beat=True)
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeGeminiServer]:
+    """A fake Gemini server on loopback, one per test module (tests reconfigure its scenario)."""
+    server = FakeGeminiServer(FakeGeminiConfig()).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -133,13 +133,6 @@ def max_in_window(times: list[float], window_s: float) -> int:
 # --- the shared stack: concurrency, rpm, cancel -------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeGeminiServer]:
-    server = FakeGeminiServer(FakeGeminiConfig()).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def limiter_stack(redis_server: RedisServer, fake: FakeGeminiServer,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = start_gemini_stack(redis_server.url(LIMITER_DB), tmp_path_factory.mktemp("limiter"), fake,

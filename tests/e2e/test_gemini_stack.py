@@ -11,17 +11,9 @@ import requests
 from tests.conftest import FIXTURES
 from tests.e2e.test_pipeline import wait_done
 from tests.support.stack import RedisServer, Stack, gemini_env, start_stack
-from workers.fake_gemini.config import FakeGeminiConfig
 from workers.fake_gemini.server import FakeGeminiServer
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeGeminiServer]:
-    server = FakeGeminiServer(FakeGeminiConfig()).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

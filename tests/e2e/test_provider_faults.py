@@ -65,13 +65,6 @@ def parse_at(text: str) -> float:
 # --- 1. scenario matrix -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeGeminiServer]:
-    server = FakeGeminiServer(FakeGeminiConfig()).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def matrix_stack(redis_server: RedisServer, fake: FakeGeminiServer,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # The circuit breaker is relaxed so the failing scenarios (3 transient failures each) never open it and park
