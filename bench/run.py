@@ -48,7 +48,8 @@ def baseline(n: int) -> list[float]:
 
 def run_job(url: str, session: requests.Session) -> tuple[float, float]:
     t = time.perf_counter()
-    resp = session.post(f"{url}/v1/jobs", data={"instruction": "grayscale"},
+    # no-cache: identical requests would otherwise be answered from the result cache (no pipeline at all)
+    resp = session.post(f"{url}/v1/jobs", data={"instruction": "grayscale"}, headers={"Cache-Control": "no-cache"},
                         files=[("image", ("a.png", PHOTO.read_bytes()))], timeout=30)
     resp.raise_for_status()
     job_id = resp.json()["id"]
