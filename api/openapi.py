@@ -9,81 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.openapi_ops import _admin_paths, _alert_paths, _metrics_paths
+from api.openapi_parts import (
+    _IMAGE_TYPES,
+    _JOB_ID_PATTERN,
+    _OUTPUT_TYPES,
+    MAX_OUTPUTS,
+    MAX_TEXT_CHARS,
+    _headers,
+    _json,
+    _nullable,
+    _obj,
+    _op,
+    _ref,
+    _responses,
+)
 from shared.errors import all_codes
 from shared.jobs.model import OPERATIONS, STAGES, STATUSES, TERMINAL
 from shared.settings import Settings
-
-MAX_OUTPUTS = 4
-MAX_TEXT_CHARS = 4000
-_JOB_ID_PATTERN = "^[0-9a-f]{32}$"
-_IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "image/bmp", "image/tiff", "image/heic",
-                "image/heif")
-_OUTPUT_TYPES = ("image/png", "image/jpeg", "image/webp")
-
-# What each status code means on our routes; the body is always the Error schema.
-_ERROR_TEXT = {
-    400: "Invalid request (code invalid_request, missing_instruction, too_many_images, not_enough_images).",
-    401: "Auth is on and no valid API key was presented (code unauthorized).",
-    403: "A key was presented but may not use this route, e.g. not the admin token (code forbidden).",
-    404: "Unknown job (or another key's job) or unknown output index (code not_found).",
-    409: "Conflicts with the job's state (code conflict).",
-    410: "The job expired and its data was deleted (code gone).",
-    413: "Body or an image is over the byte limit (code payload_too_large or image_too_large).",
-    415: "Not multipart/form-data or JSON, or an image format we do not accept (code unsupported_media_type).",
-    422: "An image is corrupt or has too many pixels (image_corrupt, image_too_many_pixels), or the "
-         "Idempotency-Key was used for a different request (idempotency_key_reused).",
-    429: "Too many requests (code rate_limited); retry after Retry-After seconds.",
-    500: "Unexpected failure (code internal_error); details name the request id.",
-    503: "Redis or the queue is unreachable (code service_unavailable); retry after Retry-After seconds.",
-}
-
-
-def _ref(name: str) -> dict[str, str]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _nullable(kind: str, **extra: Any) -> dict[str, Any]:
-    return {"type": [kind, "null"], **extra}
-
-
-def _obj(properties: dict[str, Any], required: list[str] | None = None, **extra: Any) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "object", "properties": properties, **extra}
-    schema["required"] = list(properties) if required is None else required
-    return schema
-
-
-def _headers(*names: str) -> dict[str, Any]:
-    return {name: {"$ref": f"#/components/headers/{name}"} for name in ("X-Request-ID", *names)}
-
-
-def _json(description: str, schema: dict[str, Any], *headers: str) -> dict[str, Any]:
-    return {"description": description, "headers": _headers(*headers),
-            "content": {"application/json": {"schema": schema}}}
-
-
-def _error(status: int) -> dict[str, Any]:
-    headers = ("Retry-After",) if status in (429, 503) else ()
-    return _json(_ERROR_TEXT[status], _ref("Error"), *headers)
-
-
-def _responses(ok: dict[int, dict[str, Any]], *errors: int) -> dict[str, Any]:
-    out: dict[str, Any] = {str(code): body for code, body in ok.items()}
-    out.update({str(code): _error(code) for code in errors})
-    out["default"] = _json("Any other failure (e.g. 405 on a method this route does not serve).", _ref("Error"))
-    return out
-
-
-def _op(op_id: str, tag: str, summary: str, responses: dict[str, Any], *, description: str = "",
-        parameters: list[dict[str, Any]] | None = None, public: bool = False, **extra: Any) -> dict[str, Any]:
-    op: dict[str, Any] = {"operationId": op_id, "tags": [tag], "summary": summary}
-    if description:
-        op["description"] = description
-    op["parameters"] = [{"$ref": "#/components/parameters/XRequestIDHeader"}, *(parameters or [])]
-    op.update(extra)
-    op["responses"] = responses
-    if public:
-        op["security"] = []  # no API key needed, even when auth is on
-    return op
 
 
 def _schemas(s: Settings) -> dict[str, Any]:
@@ -328,145 +271,6 @@ def _meta_paths() -> dict[str, Any]:
                         503: _json("Not ready; `failing` names the failing checks.", _ref("NotReady"),
                                    "Retry-After")}),
             parameters=ready_params, public=True)},
-    }
-
-
-def _admin_paths() -> dict[str, Any]:
-    admin = ("Operator route: needs the admin token (`Authorization: Bearer <NANOEDIT_ADMIN_TOKEN>` or "
-             "`X-Admin-Token`) when auth is on.")
-    state = {"type": "object", "additionalProperties": True}
-    limits_body = {"type": "object", "additionalProperties": False, "properties": {
-        name: {"type": ["number", "null"], "description": "null restores the env default"}
-        for name in ("concurrency", "rpm", "images_per_min", "lease_s")}}
-    circuit_body = {"type": "object", "required": ["state"],
-                    "properties": {"state": {"type": "string", "enum": ["open", "closed"]}}}
-    limits_ok = _responses({200: _json("Effective limits, overrides, leases, cooldown.", state)}, 400, 401, 403)
-    circuit_ok = _responses({200: _json("Circuit state and recent transitions.", state)}, 400, 401, 403)
-    return {
-        "/v1/admin/limits": {
-            "get": _op("getLimits", "admin", "Fleet limiter: effective limits and live state", limits_ok,
-                       description=admin),
-            "patch": _op("setLimits", "admin", "Change limits fleet-wide at run time (stored in Redis)",
-                         limits_ok, description=admin,
-                         requestBody={"required": True,
-                                      "content": {"application/json": {"schema": limits_body}}}),
-            "delete": _op("resetLimits", "admin", "Drop all overrides: env defaults apply again", limits_ok,
-                          description=admin),
-        },
-        "/v1/monitoring/report": {
-            "get": _op("getReport", "monitoring", "Beat health report: latest, history or a daily summary",
-                       _responses({200: _json("The report (p50/p95/p99 are null below the minimum sample count).",
-                                              state)}, 400, 401, 403, 404),
-                       description=admin, parameters=[
-                           {"name": "period", "in": "query", "required": False,
-                            "schema": {"type": "string", "enum": ["latest", "daily", "history"]}},
-                           {"name": "day", "in": "query", "required": False,
-                            "schema": {"type": "string", "format": "date"}},
-                           {"name": "since_s", "in": "query", "required": False,
-                            "schema": {"type": "integer", "minimum": 0, "maximum": 86400}}])},
-        "/v1/admin/circuit": {
-            "get": _op("getCircuit", "admin", "Provider circuit breaker state and history", circuit_ok,
-                       description=admin),
-            "post": _op("forceCircuit", "admin", "Force the circuit open (stop provider calls) or closed",
-                        circuit_ok, description=admin,
-                        requestBody={"required": True,
-                                     "content": {"application/json": {"schema": circuit_body}}}),
-        },
-    }
-
-
-def _metrics_paths() -> dict[str, Any]:
-    text = {"description": "Prometheus text exposition format 0.0.4.", "headers": _headers(),
-            "content": {"text/plain": {"schema": {"type": "string"}}}}
-    return {"/metrics": {"get": _op(
-        "metrics", "monitoring", "Prometheus metrics: every web worker of this instance, plus fleet state",
-        _responses({200: text}, 401, 403),
-        description="HTTP, job and provider samples of this web instance's gunicorn workers (multiprocess "
-                    "mode), plus queue depth and oldest age, live workers, limiter, circuit, beat heartbeat "
-                    "and alerts read from Redis at scrape time. Worker instances serve their own samples on "
-                    "NANOEDIT_METRICS_PORT. Operator route: needs the admin token when auth is on.")}}
-
-
-def _alert_paths() -> dict[str, Any]:
-    admin = ("Operator route: needs the admin token (`Authorization: Bearer <NANOEDIT_ADMIN_TOKEN>` or "
-             "`X-Admin-Token`) when auth is on.")
-    time = {"type": ["string", "null"], "format": "date-time"}
-    alert = _obj({"id": {"type": "string", "description": "Rule name, or rule:queue for per-queue rules."},
-                  "rule": {"type": "string"}, "group": {"type": "string"},
-                  "severity": {"type": "string", "enum": ["low", "medium", "high", "critical"]},
-                  "state": {"type": "string", "enum": ["pending", "firing", "resolved"]},
-                  "episode": {"type": "string"}, "value": {}, "summary": {"type": "string"},
-                  "fired_at": time, "resolved_at": time,
-                  "acknowledged": {"type": ["object", "null"]}, "silenced_by": {"type": ["string", "null"]}},
-                 required=["id", "rule", "group", "severity", "state"], additionalProperties=True)
-    listing = _obj({"state": {"type": "string"}, "evaluated_at": time,
-                    "evaluation_age_s": {"type": ["number", "null"],
-                                         "description": "Seconds since the engine last evaluated: the "
-                                                        "dead-man's signal (alert on it from outside)."},
-                    "alerts": {"type": "array", "items": alert},
-                    "events": {"type": "array", "items": {"type": "object"}}},
-                   required=["state", "evaluated_at", "evaluation_age_s"])
-    matchers = {"type": "object", "additionalProperties": {"type": "string"},
-                "description": "Shell-style patterns; keys: alert, rule, group, severity, queue."}
-    silence = _obj({"id": {"type": "string"}, "state": {"type": "string", "enum": ["pending", "active", "expired"]},
-                    "matchers": matchers, "starts_at": time, "ends_at": time, "comment": {"type": "string"},
-                    "created_by": {"type": "string"}, "created_at": time, "updated_at": time},
-                   required=["id", "state", "matchers", "starts_at", "ends_at", "comment"],
-                   additionalProperties=True)
-    silence_body = {"type": "object", "properties": {
-        "matchers": matchers, "comment": {"type": "string", "minLength": 1},
-        "created_by": {"type": "string"}, "starts_at": {"type": "string", "format": "date-time"},
-        "ends_at": {"type": "string", "format": "date-time"},
-        "duration_s": {"type": "number", "exclusiveMinimum": 0, "description": "Instead of ends_at."}}}
-    silence_id = [{"name": "silence_id", "in": "path", "required": True, "schema": {"type": "string"}}]
-    silence_ok = _responses({200: _json("The silence.", silence)}, 400, 401, 403, 404)
-
-    def body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
-        return {"required": required, "content": {"application/json": {"schema": schema}}}
-
-    return {
-        "/v1/monitoring/alerts": {"get": _op(
-            "listAlerts", "monitoring", "Alerts firing now (or pending, all, or the history of events)",
-            _responses({200: _json("Alerts, or history events (newest first) with every delivery attempt.",
-                                   listing)}, 400, 401, 403),
-            description=admin, parameters=[
-                {"name": "state", "in": "query", "required": False,
-                 "schema": {"type": "string", "enum": ["firing", "pending", "all", "history"],
-                            "default": "firing"}},
-                {"name": "limit", "in": "query", "required": False,
-                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
-                {"name": "alert", "in": "query", "required": False, "description": "history of one alert id",
-                 "schema": {"type": "string"}}])},
-        "/v1/monitoring/alerts/{alert_id}/ack": {"post": _op(
-            "ackAlert", "monitoring", "Acknowledge a firing alert: no more repeats this episode",
-            _responses({200: _json("The alert with its acknowledgement.", alert)}, 400, 401, 403, 404, 409),
-            description="The resolved message is still sent. A new firing episode needs a new ack. " + admin,
-            parameters=[{"name": "alert_id", "in": "path", "required": True, "schema": {"type": "string"}}],
-            requestBody=body({"type": "object", "properties": {"by": {"type": "string"},
-                                                               "comment": {"type": "string"}}}, False))},
-        "/v1/monitoring/alerts/test": {"post": _op(
-            "testAlertChannels", "monitoring", "Send a test notification to every configured channel",
-            _responses({200: _json("The test notification and every delivery attempt per channel.",
-                                   {"type": "object", "additionalProperties": True})}, 401, 403),
-            description=admin)},
-        "/v1/monitoring/silences": {
-            "get": _op("listSilences", "monitoring", "Silences (pending, active and recently expired)",
-                       _responses({200: _json("Silences, newest first.",
-                                              _obj({"silences": {"type": "array", "items": silence}}))},
-                                  401, 403), description=admin),
-            "post": _op("createSilence", "monitoring", "Mute matching alerts for a while",
-                        _responses({201: _json("The new silence.", silence, "Location")}, 400, 401, 403),
-                        description="Silenced alerts still change state; nothing is sent for them. " + admin,
-                        requestBody=body({**silence_body, "required": ["matchers", "comment"]})),
-        },
-        "/v1/monitoring/silences/{silence_id}": {
-            "get": _op("getSilence", "monitoring", "One silence", silence_ok, description=admin,
-                       parameters=silence_id),
-            "patch": _op("updateSilence", "monitoring", "Extend, shorten or edit a silence", silence_ok,
-                         description=admin, parameters=silence_id, requestBody=body(silence_body)),
-            "delete": _op("deleteSilence", "monitoring", "Delete a silence (alerts notify again)", silence_ok,
-                          description=admin, parameters=silence_id),
-        },
     }
 
 

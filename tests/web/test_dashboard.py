@@ -2,6 +2,8 @@
 
 The session stack is shared: every test that changes the fleet limits or the circuit restores them (the
 `restores_admin_state` fixture resets the limits and leaves the circuit CLOSED even when a test fails).
+Over ~400 lines on purpose: one page, one browser fixture and one shared stack; splitting would duplicate the
+page helpers or spread one screen's behaviour over several files.
 """
 
 from __future__ import annotations
