@@ -11,8 +11,21 @@ threads = int(os.environ.get("NANOEDIT_WEB_THREADS", "4"))
 worker_class = "gthread"
 timeout = 60
 graceful_timeout = 20
+control_socket_disable = True  # no gunicornc; a shared ~/.gunicorn/gunicorn.ctl would clash between instances
 accesslog = None  # the app logs each request as JSON
 errorlog = "-"
+# gunicorn's own lines (start, worker boot/exit) as JSON too, like every other nanoedit log line.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+                            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": []},  # the app installs its own JSON handler on the root logger
+    "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+                "gunicorn.access": {"handlers": [], "level": "INFO", "propagate": False}},
+}
 
 # Prometheus multiprocess mode: set here, in the master, before any worker imports prometheus_client, so every
 # worker writes into this instance's directory and GET /metrics (any worker) merges all of them.
