@@ -8,13 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
 from monitoring.metrics import metric_names
 from tests.e2e.test_pipeline import submit, wait_done
 from tests.monitoring.test_metrics import sample
-from tests.support.stack import RedisServer, Stack, free_port, make_stack, require_binary, wait_for
+from tests.support.stack import RedisServer, Stack, free_port, require_binary, start_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 METRICS_DB = 12
@@ -59,22 +58,10 @@ def test_api_metrics_pass_promtool_after_real_jobs(stack: Stack) -> None:
 def metrics_stack(redis_server: RedisServer,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, int]]:
     """Own Redis database; the generate instance (-c 3, 0.3 s per call so calls overlap) serves its metrics."""
-    s = make_stack(redis_server.url(METRICS_DB), tmp_path_factory.mktemp("metrics"), NANOEDIT_LOCAL_DELAY_S="0.3",
-                   NANOEDIT_CACHE_TTL_S="0")
-    redis.Redis.from_url(s.env["NANOEDIT_REDIS_URL"]).flushdb()
-    port, base_env = free_port(), s.env
-    try:
-        s.env = {**base_env, "NANOEDIT_METRICS_PORT": str(port)}
-        s.start_worker("generate", 3)
-        s.env = base_env
-        s.start_worker("preprocess", 2)
-        s.start_api()
-        s.wait_api()
-        s.wait_live()
-    except Exception:
-        print(s.logs())
-        s.stop()
-        raise
+    port = free_port()
+    s = start_stack(redis_server.url(METRICS_DB), tmp_path_factory.mktemp("metrics"), preprocess=2, generate=(3,),
+                    generate_env={"NANOEDIT_METRICS_PORT": str(port)}, NANOEDIT_LOCAL_DELAY_S="0.3",
+                    NANOEDIT_CACHE_TTL_S="0")
     yield s, port
     s.stop()
 

@@ -120,22 +120,23 @@ class Stack:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def spawn(self, name: str, args: list[str]) -> Proc:
+    def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> Proc:
         log_path = self.data_dir / f"{name}.log"
         fh = open(log_path, "ab")  # noqa: SIM115  (owned by the child for its lifetime)
-        popen = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env=self.env, stdout=fh,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+        popen = subprocess.Popen([sys.executable, "-m", *args], cwd=ROOT, env={**self.env, **(extra_env or {})},
+                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         proc = Proc(name, popen, log_path)
         self.procs[name] = proc
         return proc
 
-    def start_worker(self, queue: str, concurrency: int, name: str | None = None) -> Proc:
+    def start_worker(self, queue: str, concurrency: int, name: str | None = None,
+                     extra_env: dict[str, str] | None = None) -> Proc:
         name = name or queue
         if queue == "preprocess":  # as in the Procfile: preprocess instances also do the upkeep
             queue = "preprocess,maintenance"
         return self.spawn(name, ["celery", "-A", "workers.celery_app", "worker", "-Q", queue, "-n",
                                  f"{name}@%h", "-c", str(concurrency), "--without-mingle", "--without-gossip",
-                                 "--loglevel", "INFO"])
+                                 "--loglevel", "INFO"], extra_env)
 
     def start_beat(self) -> Proc:
         return self.spawn("beat", ["celery", "-A", "workers.celery_app", "beat", "-s",
@@ -197,7 +198,8 @@ def make_stack(redis_url: str, data_dir: Path, **overrides: str) -> Stack:
 
 
 def start_stack(redis_url: str, data_dir: Path, *, preprocess: int = 1, generate: tuple[int, ...] = (2,),
-                beat: bool = False, flush: bool = True, **env: str) -> Stack:
+                beat: bool = False, flush: bool = True, generate_env: dict[str, str] | None = None,
+                **env: str) -> Stack:
     """A running stack: API, one preprocess instance, one generate instance per entry of `generate` (named
     gen1, gen2, ... when there are several), optionally beat. Flushes its Redis database first. On a start-up
     failure it prints every process log and stops what it started."""
@@ -207,7 +209,8 @@ def start_stack(redis_url: str, data_dir: Path, *, preprocess: int = 1, generate
     try:
         s.start_worker("preprocess", preprocess)
         for n, concurrency in enumerate(generate, start=1):
-            s.start_worker("generate", concurrency, name="generate" if len(generate) == 1 else f"gen{n}")
+            s.start_worker("generate", concurrency, name="generate" if len(generate) == 1 else f"gen{n}",
+                           extra_env=generate_env)
         if beat:
             s.start_beat()
         s.start_api()
