@@ -1,30 +1,24 @@
 """The HTTP API (Flask app factory). Thin: validate, store inputs, write the job record, enqueue by name.
 
-Imports nothing from `workers` (design §2): no Pillow-heavy preprocessing, no google-genai in the web process.
+Imports nothing from `workers` (docs/architecture.md, "Layers and ownership"): no Pillow-heavy preprocessing,
+no google-genai in the web process.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 
 import redis
 from flask import Flask, Response, g, request
 
 from api.errors import register_error_handlers
-from api.services import Services
 from monitoring import metrics
-from monitoring.hooks import install_terminal_hook
-from monitoring.outcomes import OutcomeRecorder
-from shared.blobs import BlobStore, FilesystemBlobStore
-from shared.circuit import CircuitBreaker
-from shared.clock import Clock, SystemClock
-from shared.jobs.store import JobStore
-from shared.limiter import FleetLimiter
+from monitoring.runtime import build_runtime
+from shared.blobs import BlobStore
+from shared.clock import Clock
 from shared.logging_setup import log_context
-from shared.queueing import Enqueuer, make_celery
-from shared.redis_conn import Keys, redis_client
+from shared.queueing import Enqueuer
 from shared.settings import Settings
 
 log = logging.getLogger("nanoedit.api")
@@ -36,19 +30,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    clock = clock or SystemClock()
-    r = redis_conn or redis_client(settings)
-    keys = Keys(settings.redis_prefix)
-    enq = enqueuer or Enqueuer(make_celery(settings))
-    store = JobStore(r, keys, clock)
-    recorder = OutcomeRecorder(r, settings.redis_prefix, clock)
-    # Stub enqueuers in tests may not deliver webhooks.
-    install_terminal_hook(store, recorder, getattr(enq, "webhook", None))
-    app.extensions["nanoedit"] = Services(
-        settings=settings, redis=r, keys=keys, store=store,
-        blobs=blobs or FilesystemBlobStore(settings.blob_dir), enqueuer=enq, clock=clock,
-        limiter=FleetLimiter(r, settings.redis_prefix, settings.limit_config()),
-        breaker=CircuitBreaker(r, settings.redis_prefix, settings.circuit_config(), clock))
+    runtime = build_runtime(settings, clock=clock, redis_conn=redis_conn, blobs=blobs, enqueuer=enqueuer)
+    app.extensions["nanoedit"] = runtime
+    mono = runtime.clock.monotonic
 
     from api.admin import bp as admin_bp
     from api.alerts import bp as alerts_bp
@@ -72,7 +56,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     @app.before_request
     def _start() -> None:
         g.request_id = (request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex)
-        g.started = time.perf_counter()
+        g.started = mono()
         g.log_ctx = log_context(request_id=g.request_id)
         g.log_ctx.__enter__()
         metrics.HTTP_IN_FLIGHT.inc()
@@ -83,11 +67,11 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
         resp.headers["X-Request-ID"] = g.get("request_id", "")
         rule = request.url_rule  # the route template, never the raw path (cardinality)
         metrics.observe_http(rule.rule if rule is not None else None, request.method, resp.status_code,
-                             time.perf_counter() - g.get("started", time.perf_counter()))
+                             mono() - g.get("started", mono()))
         if request.path.startswith("/v1/") or request.path in ("/readyz",):
             log.info("request", extra={"method": request.method, "path": request.path,
                                        "status": resp.status_code,
-                                       "duration_ms": round((time.perf_counter() - g.get("started", 0)) * 1000,
+                                       "duration_ms": round((mono() - g.get("started", 0)) * 1000,
                                                             1)})
         return resp
 

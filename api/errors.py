@@ -1,4 +1,4 @@
-"""The single error handler: every failure from every route becomes the design §4 error body.
+"""The single error handler: every failure from every route becomes the error body of docs/api.md#errors.
 
 NanoeditError carries its own code/status/suggestion; werkzeug's HTTP errors (404 routing, 405, 413 body
 limit, malformed requests) are mapped to our codes; anything else is a 500 `internal_error` whose details

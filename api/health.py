@@ -20,8 +20,7 @@ def healthz() -> Response:
 
 def readiness() -> dict[str, Any]:
     svc = services()
-    now = svc.clock.now()
-    live_after = now - 3 * svc.settings.worker_heartbeat_s
+    liveness = svc.liveness()
     checks: dict[str, Any] = {}
     try:
         svc.redis.ping()
@@ -29,13 +28,10 @@ def readiness() -> dict[str, Any]:
     except Exception as exc:
         checks["redis"] = {"ok": False, "error": type(exc).__name__}
         return checks
-    for q in QUEUES:
-        live = svc.redis.zrangebyscore(svc.keys.workers(q), live_after, "+inf")
-        checks[f"workers_{q}"] = {"ok": bool(live), "live": len(live)}
-    raw = svc.redis.get(svc.keys.beat_heartbeat)
-    age = round(now - float(raw), 1) if raw else None
-    checks["beat"] = {"ok": age is not None and age <= max(60, 3 * svc.settings.worker_heartbeat_s),
-                      "heartbeat_age_s": age}
+    for q, live in liveness.live_counts(QUEUES).items():
+        checks[f"workers_{q}"] = {"ok": live > 0, "live": live}
+    age = liveness.beat_age_s()
+    checks["beat"] = {"ok": liveness.beat_alive(age), "heartbeat_age_s": round(age, 1) if age is not None else None}
     return checks
 
 

@@ -17,8 +17,9 @@ from api.intake import Submission, parse_submission
 from api.services import Services, services
 from monitoring.metrics import JOBS_SUBMITTED
 from shared.blobs import input_key, job_prefix, output_key
-from shared.errors import ClientInputError, Conflict, NanoeditError, NotFound
-from shared.jobs.model import STATUSES, InputMeta, Job, is_valid_job_id, public_view
+from shared.errors import ClientInputError, Conflict, NanoeditError, NotFound, job_error
+from shared.jobs.model import STATUSES, InputMeta, Job, JobStage, JobStatus, OutputStatus, is_valid_job_id
+from shared.jobs.view import public_view
 
 log = logging.getLogger("nanoedit.api.jobs")
 bp = Blueprint("jobs", __name__)
@@ -102,7 +103,7 @@ def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cach
         inputs.append(InputMeta(index=i, mime_type=img.info.mime_type, bytes=len(img.data),
                                 width=img.info.width, height=img.info.height, sha256=img.sha256))
     s = svc.settings
-    job = Job(id=job_id, owner=owner, status="queued", stage="queued", operation=sub.operation,
+    job = Job(id=job_id, owner=owner, status=JobStatus.QUEUED, stage=JobStage.QUEUED, operation=sub.operation,
               num_images=sub.num_images, instruction=sub.instruction, image_description=sub.image_description,
               created_at=now, expires_at=now + s.job_ttl_s, deadline_at=now + s.job_deadline_s, inputs=inputs,
               webhook_url=sub.webhook_url, provider=s.provider, model=_model(svc),
@@ -123,9 +124,8 @@ def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cach
         svc.enqueuer.preprocess(job_id)
     except Exception:
         log.exception("enqueue failed", extra={"job_id": job_id})
-        svc.store.finish(job_id, "failed", error={"code": "internal_error", "message": "Could not enqueue.",
-                                                  "details": "the queue was unreachable at submission",
-                                                  "suggestion": "Submit the job again."})
+        svc.store.finish(job_id, JobStatus.FAILED, error=job_error(
+            "internal_error", "the queue was unreachable at submission", suggestion="Submit the job again."))
         raise NanoeditError("the job could not be enqueued", code="service_unavailable") from None
     log.info("job accepted", extra={"job_id": job_id, "operation": sub.operation, "images": len(inputs),
                                     "num_images": sub.num_images})
@@ -135,18 +135,13 @@ def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cach
 def _serve_from_cache(svc: Services, job: Job, cached: Job) -> bool:
     """Finish `job` at once with copies of `cached`'s outputs: no queue, no provider call, nothing billed."""
     try:
-        for index, meta in sorted(cached.outputs.items()):
+        for index in sorted(cached.outputs):
             svc.blobs.put(output_key(job.id, index), svc.blobs.get(output_key(cached.id, index)))
-            svc.store.record_output(job.id, index, meta)
     except FileNotFoundError:  # the cached job expired under us: fall back to a normal run
         svc.blobs.delete_prefix(f"{job_prefix(job.id)}/outputs")
-        svc.store.r.delete(svc.keys.job_outputs(job.id))
-        svc.store.update_if(job.id, ["queued"], {"cached_from": ""})
+        svc.store.forget_cache_hit(job.id)
         return False
-    now = svc.clock.now()
-    svc.store.transition(job.id, "running", {"started_at": now})
-    svc.store.finish(job.id, "succeeded", text=cached.text,
-                     extra={"preprocess_started_at": now, "preprocess_done_at": now, "generate_done_at": now})
+    svc.store.finish_from_cache(job.id, cached)
     log.info("served from the result cache", extra={"job_id": job.id, "cached_from": cached.id})
     return True
 
@@ -166,16 +161,16 @@ def get_output(job_id: str, n: str) -> Response:
                        suggestion=f"Use an index from 0 to {job.num_images - 1}.")
     index = int(n)
     meta = job.outputs.get(index)
-    if not meta or meta.get("status") != "succeeded":
-        state = meta.get("status") if meta else "not produced yet"
+    if meta is None or meta.status != OutputStatus.SUCCEEDED:
+        state = meta.status.value if meta else "not produced yet"
         raise Conflict(f"output {index} is {state}", suggestion="Poll GET /v1/jobs/{id} until the job "
                                                                 "has finished; failed outputs have no image.")
-    etag = meta.get("sha256") or hashlib.sha256(str(meta).encode()).hexdigest()
+    etag = meta.sha256 or hashlib.sha256(str(meta).encode()).hexdigest()
     if request.if_none_match.contains(etag):
         return Response(status=304, headers={"ETag": f'"{etag}"'})
     data = svc.blobs.get(output_key(job_id, index))
-    ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(meta["mime_type"], "bin")
-    return Response(data, mimetype=meta["mime_type"], headers={
+    ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(meta.mime_type, "bin")
+    return Response(data, mimetype=meta.mime_type, headers={
         "ETag": f'"{etag}"', "Cache-Control": "private, max-age=3600",
         "Content-Disposition": f'inline; filename="{job_id}-{index}.{ext}"'})
 

@@ -6,11 +6,11 @@ from flask import Blueprint, Response, jsonify
 
 from api.openapi import openapi_document
 from api.services import services
+from api.version import VERSION
 from shared.errors import all_codes
 from shared.jobs.model import OPERATIONS, STATUSES
 
 bp = Blueprint("meta", __name__)
-VERSION = "0.1.0"
 
 
 @bp.get("/v1")

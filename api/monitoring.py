@@ -11,7 +11,6 @@ from flask import Blueprint, Response, jsonify, request
 
 from api.auth import require_admin
 from api.services import services
-from monitoring.outcomes import OutcomeRecorder
 from monitoring.report import HealthReporter
 from shared.errors import ClientInputError, NotFound
 
@@ -21,11 +20,11 @@ bp = Blueprint("monitoring", __name__)
 def reporter() -> HealthReporter:
     svc = services()
     s = svc.settings
-    return HealthReporter(r=svc.redis, keys=svc.keys, clock=svc.clock,
-                          recorder=OutcomeRecorder(svc.redis, s.redis_prefix, svc.clock), limiter=svc.limiter,
-                          breaker=svc.breaker, queue_depths=lambda: svc.enqueuer.queue_depths(),
-                          interval_s=s.report_interval_s, min_samples=s.report_min_samples,
-                          worker_heartbeat_s=s.worker_heartbeat_s)
+    return HealthReporter(r=svc.redis, prefix=s.redis_prefix, clock=svc.clock, jobs=svc.store,
+                          liveness=svc.liveness(),
+                          recorder=svc.recorder, limiter=svc.limiter, breaker=svc.breaker,
+                          queue_depths=lambda: svc.enqueuer.queue_depths(), interval_s=s.report_interval_s,
+                          min_samples=s.report_min_samples)
 
 
 @bp.get("/v1/monitoring/report")

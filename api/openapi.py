@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of every route the API serves (design §4), built from the live settings.
+"""The OpenAPI 3.1 document of every route the API serves (docs/api.md), built from the live settings.
 
 Hand-written rather than generated from the routes (e.g. apispec/flask-smorest): the routes are plain Flask
 views and the contract is small, so a generator would add a framework for little gain. A test checks that
@@ -24,8 +24,9 @@ from api.openapi_parts import (
     _ref,
     _responses,
 )
+from api.version import VERSION
 from shared.errors import all_codes
-from shared.jobs.model import OPERATIONS, STAGES, STATUSES, TERMINAL
+from shared.jobs.model import ATTEMPT_SUCCEEDED, OPERATIONS, STAGES, STATUSES, TERMINAL, WebhookState
 from shared.settings import Settings
 
 
@@ -40,7 +41,7 @@ def _schemas(s: Settings) -> dict[str, Any]:
                    "width": {"type": "integer", "minimum": 1}, "height": {"type": "integer", "minimum": 1},
                    "bytes": {"type": "integer", "minimum": 0}})
     attempt = _obj({"output": {"type": "integer", "minimum": 0}, "n": {"type": "integer", "minimum": 1},
-                    "outcome": {"type": "string", "examples": ["succeeded", "rate_limited", "timeout"]},
+                    "outcome": {"type": "string", "examples": [ATTEMPT_SUCCEEDED, "rate_limited", "timeout"]},
                     "at": {"type": "string", "format": "date-time"},
                     "duration_ms": {"type": "integer", "minimum": 0},
                     "error_code": _nullable("string")},
@@ -79,14 +80,13 @@ def _schemas(s: Settings) -> dict[str, Any]:
         "cached_from": _nullable("string", description="Set when the outputs were reused from this earlier "
                                                        "identical job (no provider call)."),
         "webhook": {"anyOf": [_obj({"url": {"type": "string"},
-                                    "state": {"type": "string", "enum": ["pending", "retrying", "delivered",
-                                                                         "failed"]},
+                                    "state": {"type": "string", "enum": [s.value for s in WebhookState]},
                                     "attempts": {"type": "integer", "minimum": 0},
                                     "last_status": _nullable("integer"),
                                     "last_error": _nullable("string")}), {"type": "null"}],
                     "description": "Delivery state of the job's webhook; null without webhook_url."},
         "links": _obj({"self": {"type": "string"}, "cancel": {"type": "string"}}),
-    }, description="A job (design §4). New optional fields may be added; ignore unknown ones.")
+    }, description="A job. New optional fields may be added; ignore unknown ones.")
     error = _obj({"error": {"type": "string", "description": "User-friendly message."},
                   "code": {"type": "string", "enum": all_codes(), "description": "Stable, machine-readable."},
                   "details": {"type": "string", "description": "Technical detail."},
@@ -276,8 +276,6 @@ def _meta_paths() -> dict[str, Any]:
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3.1.0 document for this deployment (limits and auth reflect `settings`)."""
-    from api.meta import VERSION  # lazy: api.meta imports this module
-
     auth_note = ("Auth is ON: send `Authorization: Bearer <key>` or `X-API-Key: <key>`."
                  if settings.auth_enabled else
                  "Auth is OFF on this deployment (NANOEDIT_API_KEYS unset): the key headers are optional and "

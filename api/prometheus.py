@@ -22,8 +22,10 @@ bp = Blueprint("prometheus", __name__)
 def metrics() -> Response:
     svc = services()
     require_admin(svc.settings, request)
-    state = RedisStateCollector(r=svc.redis, keys=svc.keys, clock=svc.clock, limiter=svc.limiter,
-                                breaker=svc.breaker, queue_depths=getattr(svc.enqueuer, "queue_depths", None),
-                                worker_heartbeat_s=svc.settings.worker_heartbeat_s)
+    s = svc.settings
+    state = RedisStateCollector(r=svc.redis, prefix=s.redis_prefix, clock=svc.clock, jobs=svc.store,
+                                liveness=svc.liveness(),
+                                limiter=svc.limiter, breaker=svc.breaker,
+                                queue_depths=svc.enqueuer.queue_depths)
     body, content_type = render(registry(state), request.headers.get("Accept", ""))
     return Response(body, content_type=content_type)

@@ -1,35 +1,15 @@
-"""What the API's routes use, built once per process by `create_app` and reached through `services()`."""
+"""What the API's routes use: the process `Runtime` (monitoring/runtime.py), built once by `create_app` and
+reached through `services()`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-import redis
 from flask import current_app
 
-from shared.blobs import BlobStore
-from shared.circuit import CircuitBreaker
-from shared.clock import Clock
-from shared.jobs.store import JobStore
-from shared.limiter import FleetLimiter
-from shared.queueing import Enqueuer
-from shared.redis_conn import Keys
-from shared.settings import Settings
+from monitoring.runtime import Runtime
+
+Services = Runtime
 
 
-@dataclass(slots=True)
-class Services:
-    settings: Settings
-    redis: redis.Redis
-    keys: Keys
-    store: JobStore
-    blobs: BlobStore
-    enqueuer: Enqueuer
-    clock: Clock
-    limiter: FleetLimiter
-    breaker: CircuitBreaker
-
-
-def services() -> Services:
-    svc: Services = current_app.extensions["nanoedit"]
+def services() -> Runtime:
+    svc: Runtime = current_app.extensions["nanoedit"]
     return svc

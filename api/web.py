@@ -1,5 +1,5 @@
 """GET / — the submit page, a human's first contact with the service; GET /dashboard — the operator page
-(design §4).
+(docs/api.md#routes).
 
 Owns two HTML pages (`templates/index.html`, `templates/dashboard.html`) and their scripts and stylesheets
 (`static/submit.*`, `static/dashboard.*`), served by this blueprint because the app is built with

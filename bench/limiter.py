@@ -52,10 +52,12 @@ import redis
 import requests
 from PIL import Image
 
+from shared.jobs.model import TERMINAL as TERMINAL_STATUSES
+from shared.jobs.model import JobStatus
 from tests.support.stack import RedisServer, Stack, make_stack, wait_for
 from workers.fake_gemini import FakeGeminiConfig, FakeGeminiServer
 
-TERMINAL = {"succeeded", "partially_succeeded", "failed", "canceled"}
+TERMINAL = {s.value for s in TERMINAL_STATUSES}
 GENERATE_INSTANCES = 2
 PROCESSES_PER_INSTANCE = 4
 
@@ -205,7 +207,7 @@ def run(name: str, server: RedisServer, db: int, fake: FakeGeminiServer, args: a
     ends = []
     for job in jobs.values():
         res.statuses[job["status"]] += 1
-        if job["status"] != "succeeded" and job.get("error"):
+        if job["status"] != JobStatus.SUCCEEDED and job.get("error"):
             res.errors[str(job["error"].get("code"))] += 1
         if job.get("finished_at"):
             ends.append(epoch(job["finished_at"]))
@@ -246,8 +248,8 @@ def report(a: RunResult, b: RunResult, args: argparse.Namespace, command: str) -
         return 100 * r.ok_per_min / args.rpm
 
     rows: list[tuple[str, float, float, int]] = [
-        ("jobs succeeded", a.statuses["succeeded"], b.statuses["succeeded"], 0),
-        ("jobs not succeeded", a.jobs - a.statuses["succeeded"], b.jobs - b.statuses["succeeded"], 0),
+        ("jobs succeeded", a.statuses[JobStatus.SUCCEEDED], b.statuses[JobStatus.SUCCEEDED], 0),
+        ("jobs not succeeded", a.jobs - a.statuses[JobStatus.SUCCEEDED], b.jobs - b.statuses[JobStatus.SUCCEEDED], 0),
         ("wall time, submit → last terminal (s)", a.wall_s, b.wall_s, 1),
         ("steady-state window at provider (s)", a.window_s, b.window_s, 1),
         ("successful calls / min", a.ok_per_min, b.ok_per_min, 1),

@@ -22,13 +22,15 @@ from pathlib import Path
 
 import requests
 
+from shared.jobs.model import TERMINAL as TERMINAL_STATUSES
+from shared.jobs.model import JobStatus
 from tests.support.stack import RedisServer, make_stack
 from workers.preprocess import prepare_image
 from workers.providers.base import EditRequest, InputImage
 from workers.providers.local import LocalProvider
 
 PHOTO = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "chelsea.png"
-TERMINAL = {"succeeded", "partially_succeeded", "failed", "canceled"}
+TERMINAL = {s.value for s in TERMINAL_STATUSES}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -56,7 +58,7 @@ def run_job(url: str, session: requests.Session) -> tuple[float, float]:
     while True:
         job = session.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
         if job["status"] in TERMINAL:
-            if job["status"] != "succeeded":
+            if job["status"] != JobStatus.SUCCEEDED:
                 raise RuntimeError(f"job {job_id} ended {job['status']}: {job['error']}")
             return (time.perf_counter() - t) * 1000, float(job["timings"]["total_ms"])
         time.sleep(0.01)

@@ -1,13 +1,13 @@
-"""gunicorn settings for the `web` process (read from the same NANOEDIT_* environment)."""
-
-import os
+"""gunicorn settings for the `web` process, from the same `Settings` every process reads (`Settings.from_env`,
+the only reader of the NANOEDIT_* environment): bind address, worker processes and threads, metrics directory."""
 
 from monitoring.multiproc import activate, mark_dead, web_dir
 from shared.settings import Settings
 
-bind = f"{os.environ.get('NANOEDIT_HOST', '127.0.0.1')}:{os.environ.get('NANOEDIT_PORT', '8000')}"
-workers = int(os.environ.get("NANOEDIT_WEB_WORKERS", "2"))
-threads = int(os.environ.get("NANOEDIT_WEB_THREADS", "4"))
+_settings = Settings.from_env()  # a bad value fails here, in the master, before any worker forks
+bind = f"{_settings.host}:{_settings.port}"
+workers = _settings.web_workers
+threads = _settings.web_threads
 worker_class = "gthread"
 timeout = 60
 graceful_timeout = 20
@@ -29,7 +29,7 @@ logconfig_dict = {
 
 # Prometheus multiprocess mode: set here, in the master, before any worker imports prometheus_client, so every
 # worker writes into this instance's directory and GET /metrics (any worker) merges all of them.
-_metrics_dir = web_dir(Settings.from_env())
+_metrics_dir = web_dir(_settings)
 activate(_metrics_dir, wipe=False)
 
 

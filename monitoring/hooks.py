@@ -18,7 +18,7 @@ log = logging.getLogger("nanoedit.hooks")
 
 
 def install_terminal_hook(store: JobStore, recorder: OutcomeRecorder,
-                          enqueue_webhook: Callable[[str], None] | None) -> None:
+                          enqueue_webhook: Callable[[str], None]) -> None:
     def on_terminal(job_id: str) -> None:
         try:
             job = store.get(job_id)
@@ -27,10 +27,10 @@ def install_terminal_hook(store: JobStore, recorder: OutcomeRecorder,
         if job is None:
             return
         metrics.job_finished(job)  # process-local, cannot fail: before anything that talks to Redis
-        if enqueue_webhook is not None and job.webhook_url:
+        if job.webhook_url:
             enqueue_webhook(job_id)
         latency = job.finished_at - job.created_at if job.finished_at is not None else None
-        recorder.job_finished(job_id, status=job.status, error_code=(job.error or {}).get("code"),
+        recorder.job_finished(job_id, status=job.status, error_code=job.error.code if job.error else None,
                               latency_s=latency, attempts=job.attempts)
 
     store.on_terminal = on_terminal

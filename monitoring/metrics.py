@@ -7,15 +7,16 @@ gauges (queues, workers, limiter, circuit, beat, alerts) are not objects here: m
 computes them at scrape time in the API only, so they are never multiplied per process. Their names are in
 STATE_METRICS so the dashboard and rule tests can check every name against one list.
 
-Buckets cover 0.05 s … 300 s (design §7; prometheus-client's default stops at 10 s, and provider calls take up
-to NANOEDIT_GEMINI_TIMEOUT_S). HTTP latency adds three finer buckets below: API calls take milliseconds.
+Buckets cover 0.05 s … 300 s (docs/architecture.md, "Monitoring data"; prometheus-client's default stops at
+10 s, and provider calls take up to NANOEDIT_GEMINI_TIMEOUT_S). HTTP latency adds three finer buckets below: API
+calls take milliseconds.
 """
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from shared.jobs.model import Job
+from shared.jobs.model import Job, JobStage
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, *DURATION_BUCKETS)
@@ -74,7 +75,7 @@ STATE_METRICS: dict[str, tuple[str, str]] = {
     "nanoedit_alert_evaluation_age_seconds": ("gauge", "Seconds since the built-in alert engine last evaluated."),
 }
 CIRCUIT_STATES = ("closed", "open", "half_open")
-SEVERITIES = ("critical", "high", "medium", "low")  # monitoring/alerts/rules.py (design's "warning" = medium)
+SEVERITIES = ("critical", "high", "medium", "low")  # monitoring/alerts/rules.py (no "warning": docs/alerts.md#rules)
 
 PROCESS_METRICS = (HTTP_REQUESTS, HTTP_DURATION, HTTP_IN_FLIGHT, JOBS_SUBMITTED, JOBS_FINISHED, JOB_DURATION,
                    JOB_STAGE_DURATION, PROVIDER_CALL_DURATION, PROVIDER_RETRIES, PROVIDER_RATE_LIMITED,
@@ -102,11 +103,11 @@ def observe_http(route: str | None, method: str, status: int, duration_s: float)
 
 def job_finished(job: Job) -> None:
     """Samples of one job's terminal write (called once per job, by the winner of that write)."""
-    error_code = str((job.error or {}).get("code") or "none")
+    error_code = job.error.code if job.error else "none"
     JOBS_FINISHED.labels(job.status, job.operation, error_code).inc()
     if job.finished_at is not None:
         JOB_DURATION.labels(job.status, job.operation).observe(max(0.0, job.finished_at - job.created_at))
-    for stage, start, end in (("queued", job.created_at, job.started_at),
+    for stage, start, end in ((JobStage.QUEUED.value, job.created_at, job.started_at),
                               ("preprocess", job.preprocess_started_at, job.preprocess_done_at),
                               ("generate", job.preprocess_done_at, job.generate_done_at)):
         if start is not None and end is not None:

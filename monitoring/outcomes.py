@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 
 from monitoring.sketch import Histogram, bucket_of
 from shared.clock import Clock
+from shared.jobs.model import Attempt, JobStatus
 
 RETENTION_S = 25 * 3600
 TIMEOUT_CODES = frozenset({"upstream_timeout", "deadline_exceeded"})
@@ -51,7 +51,7 @@ class OutcomeRecorder:
         return bool(self.r.set(f"{self.p}:seen:{marker}", "1", nx=True, ex=RETENTION_S))
 
     def job_finished(self, job_id: str, *, status: str, error_code: str | None, latency_s: float | None,
-                     attempts: Iterable[dict[str, Any]] = ()) -> bool:
+                     attempts: Iterable[Attempt] = ()) -> bool:
         """Record a finished job once. Returns False if it was already recorded."""
         if not self._first_time(f"job:{job_id}"):
             return False
@@ -67,9 +67,9 @@ class OutcomeRecorder:
             pipe.hincrby(counts, "jobs_timed_out", 1)
         if retried:
             pipe.hincrby(counts, "jobs_retried", 1)
-            if status == "succeeded":
+            if status == JobStatus.SUCCEEDED:
                 pipe.hincrby(counts, "retried_succeeded", 1)
-        if latency_s is not None and status != "canceled":
+        if latency_s is not None and status != JobStatus.CANCELED:
             pipe.hincrby(self._key(minute, "job_latency"), bucket_of(latency_s), 1)
             pipe.expire(self._key(minute, "job_latency"), RETENTION_S)
         pipe.expire(counts, RETENTION_S)

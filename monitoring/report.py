@@ -3,8 +3,10 @@
 Over 5-minute and 1-hour windows: p50/p95/p99 of job latency and provider latency (null below
 NANOEDIT_REPORT_MIN_SAMPLES samples), throughput, error rate, timeout rate and retry-success rate, errors by
 code; plus, right now: queue depth, oldest queued age and live workers per queue, the circuit breaker and the
-fleet limiter, and beat's heartbeat. Keys: `{prefix}:report:latest` (JSON), `{prefix}:report:history` (sorted set
-by time, 24 h), `{prefix}:report:daily:{YYYY-MM-DD}` (the daily summary, kept 8 days).
+fleet limiter, and beat's heartbeat. Owns the report's keys (`ReportKeys`, the only place they are spelled):
+`{prefix}:report:latest` (JSON), `{prefix}:report:history` (sorted set by time, 24 h),
+`{prefix}:report:daily:{YYYY-MM-DD}` (the daily summary, kept 8 days) and `{prefix}:report:lock` (one report
+per period, `HealthReporter.try_lock`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,36 @@ from monitoring.outcomes import OutcomeRecorder, WindowStats
 from monitoring.sketch import Histogram
 from shared.circuit import CircuitBreaker
 from shared.clock import Clock, rfc3339
+from shared.jobs.store import JobStore
 from shared.limiter import FleetLimiter
+from shared.liveness import WorkerRegistry
 from shared.queueing import QUEUES
-from shared.redis_conn import Keys
 
 WINDOWS = {"5m": 5, "1h": 60}
 HISTORY_S = 24 * 3600
 DAILY_KEEP_S = 8 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class ReportKeys:
+    """The health report's Redis keys under NANOEDIT_REDIS_PREFIX."""
+
+    prefix: str
+
+    @property
+    def latest(self) -> str:
+        return f"{self.prefix}:report:latest"
+
+    @property
+    def history(self) -> str:
+        return f"{self.prefix}:report:history"
+
+    @property
+    def lock(self) -> str:
+        return f"{self.prefix}:report:lock"
+
+    def daily(self, day: str) -> str:
+        return f"{self.prefix}:report:daily:{day}"
 
 
 def _ratio(num: int, den: int) -> float | None:
@@ -67,28 +92,41 @@ def summarize(stats: WindowStats, min_samples: int) -> dict[str, Any]:
 @dataclass(slots=True)
 class HealthReporter:
     r: redis.Redis
-    keys: Keys
+    prefix: str
     clock: Clock
+    jobs: JobStore  # the waiting sets (queue position) belong to the job record
+    liveness: WorkerRegistry  # live workers and beat's heartbeat, by the one liveness rule
     recorder: OutcomeRecorder
     limiter: FleetLimiter
     breaker: CircuitBreaker
     queue_depths: Callable[[], dict[str, int]]
     interval_s: int = 30
     min_samples: int = 20
-    worker_heartbeat_s: int = 10
+
+    @property
+    def keys(self) -> ReportKeys:
+        return ReportKeys(self.prefix)
+
+    def try_lock(self, period_ms: int) -> bool:
+        """Take this period's report lock (at least 500 ms); False when another report already holds it."""
+        return bool(self.r.set(self.keys.lock, "1", nx=True, px=max(500, period_ms)))
+
+    def has_daily(self, day: str) -> bool:
+        """Whether the daily summary of `day` (UTC, YYYY-MM-DD) is stored."""
+        return bool(self.r.exists(self.keys.daily(day)))
 
     def build(self) -> dict[str, Any]:
         now = self.clock.now()
         depths = self.queue_depths()
+        live = self.liveness.live_counts(QUEUES)
         queues: dict[str, Any] = {}
         for q in QUEUES:
-            oldest = self.r.zrange(self.keys.waiting(q), 0, 0, withscores=True)
-            live = self.r.zrangebyscore(self.keys.workers(q), now - 3 * self.worker_heartbeat_s, "+inf")
+            waiting, oldest_at = self.jobs.waiting_summary(q)
             queues[q] = {"depth": depths.get(q, 0),
-                         "waiting_jobs": int(self.r.zcard(self.keys.waiting(q))),
-                         "oldest_age_s": round(now - float(oldest[0][1]) / 1000, 1) if oldest else None,
-                         "live_workers": len(live)}
-        beat = self.r.get(self.keys.beat_heartbeat)
+                         "waiting_jobs": waiting,
+                         "oldest_age_s": round(now - oldest_at, 1) if oldest_at is not None else None,
+                         "live_workers": live[q]}
+        beat_age = self.liveness.beat_age_s()
         return {
             "generated_at": rfc3339(now),
             "generated_at_ts": now,
@@ -98,25 +136,25 @@ class HealthReporter:
             "queues": queues,
             "circuit": self.breaker.state(),
             "limiter": {k: v for k, v in self.limiter.state().items() if k != "leases"},
-            "beat": {"heartbeat_age_s": round(now - float(beat), 1) if beat else None},
+            "beat": {"heartbeat_age_s": round(beat_age, 1) if beat_age is not None else None},
         }
 
     def store(self, report: dict[str, Any]) -> None:
         now = float(report["generated_at_ts"])
         body = json.dumps(report)
-        history = f"{self.keys.p}:report:history"
+        history = self.keys.history
         pipe = self.r.pipeline(transaction=False)
-        pipe.set(f"{self.keys.p}:report:latest", body)
+        pipe.set(self.keys.latest, body)
         pipe.zadd(history, {body: now})
         pipe.zremrangebyscore(history, "-inf", now - HISTORY_S)
         pipe.execute()
 
     def latest(self) -> dict[str, Any] | None:
-        raw = self.r.get(f"{self.keys.p}:report:latest")
+        raw = self.r.get(self.keys.latest)
         return json.loads(str(raw)) if raw else None
 
     def history(self, since_s: float = 3600, limit: int = 500) -> list[dict[str, Any]]:
-        rows = self.r.zrangebyscore(f"{self.keys.p}:report:history", self.clock.now() - since_s, "+inf",
+        rows = self.r.zrangebyscore(self.keys.history, self.clock.now() - since_s, "+inf",
                                     start=0, num=limit)
         return [json.loads(str(row)) for row in rows]
 
@@ -125,7 +163,7 @@ class HealthReporter:
         now = self.clock.now()
         today = datetime.fromtimestamp(now, tz=UTC).strftime("%Y-%m-%d")
         day = day or today
-        key = f"{self.keys.p}:report:daily:{day}"
+        key = self.keys.daily(day)
         if day != today:
             cached = self.r.get(key)
             if cached:

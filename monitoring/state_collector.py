@@ -21,9 +21,10 @@ from monitoring.alerts.store import AlertStore
 from monitoring.metrics import CIRCUIT_STATES, SEVERITIES, STATE_METRICS
 from shared.circuit import CircuitBreaker
 from shared.clock import Clock
+from shared.jobs.store import JobStore
 from shared.limiter import FleetLimiter
+from shared.liveness import WorkerRegistry
 from shared.queueing import ALL_QUEUES, QUEUES
-from shared.redis_conn import Keys
 
 log = logging.getLogger("nanoedit.metrics")
 
@@ -35,12 +36,13 @@ def _gauge(name: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
 @dataclass(slots=True, eq=False)  # hashable by identity: registries key collectors in a dict
 class RedisStateCollector:
     r: redis.Redis
-    keys: Keys
+    prefix: str
     clock: Clock
+    jobs: JobStore  # the waiting sets (queue position) belong to the job record
+    liveness: WorkerRegistry  # live workers and beat's heartbeat, by the one liveness rule
     limiter: FleetLimiter
     breaker: CircuitBreaker
     queue_depths: Callable[[], dict[str, int]] | None
-    worker_heartbeat_s: int
 
     def collect(self) -> Iterator[Metric]:
         up = _gauge("nanoedit_redis_up")
@@ -62,20 +64,15 @@ class RedisStateCollector:
 
     def _queues(self) -> Iterator[Metric]:
         now = self.clock.now()
-        pipe = self.r.pipeline(transaction=False)
-        for q in QUEUES:
-            pipe.zcard(self.keys.waiting(q))
-            pipe.zrange(self.keys.waiting(q), 0, 0, withscores=True)
-            pipe.zcount(self.keys.workers(q), now - 3 * self.worker_heartbeat_s, "+inf")
-        rows = pipe.execute()
+        live_counts = self.liveness.live_counts(QUEUES)
         waiting = _gauge("nanoedit_queue_waiting_jobs", ("queue",))
         oldest = _gauge("nanoedit_queue_oldest_age_seconds", ("queue",))
         live = _gauge("nanoedit_workers_live", ("queue",))
-        for i, q in enumerate(QUEUES):
-            count, first, workers = rows[3 * i: 3 * i + 3]
-            waiting.add_metric([q], int(count))
-            oldest.add_metric([q], max(0.0, now - float(first[0][1]) / 1000) if first else 0.0)
-            live.add_metric([q], int(workers))
+        for q in QUEUES:
+            count, first_at = self.jobs.waiting_summary(q)
+            waiting.add_metric([q], count)
+            oldest.add_metric([q], max(0.0, now - first_at) if first_at is not None else 0.0)
+            live.add_metric([q], live_counts[q])
         yield from (waiting, oldest, live)
         if self.queue_depths is not None:
             depths = self.queue_depths()
@@ -104,14 +101,14 @@ class RedisStateCollector:
         yield from (current, consecutive)
 
     def _beat(self) -> Iterator[Metric]:
-        raw = self.r.get(self.keys.beat_heartbeat)
-        if raw:  # absent when beat never ran: the absent() rule is the dead-man's switch
+        seconds = self.liveness.beat_age_s()
+        if seconds is not None:  # absent when beat never ran: the absent() rule is the dead-man's switch
             age = _gauge("nanoedit_beat_heartbeat_age_seconds")
-            age.add_metric([], max(0.0, self.clock.now() - float(raw)))
+            age.add_metric([], seconds)
             yield age
 
     def _alerts(self) -> Iterator[Metric]:
-        store = AlertStore(self.r, self.keys.p, self.clock)
+        store = AlertStore(self.r, self.prefix, self.clock)
         counts = dict.fromkeys(SEVERITIES, 0)
         for st in store.states().values():
             if st.state == FIRING:

@@ -1,28 +1,30 @@
-"""A small typed HTTP client of the v1 API (design §4), used by the `nanoedit` CLI and by tests.
+"""A small typed HTTP client of the v1 API (docs/api.md), used by the `nanoedit` CLI and by tests.
 
 Owns: request building (multipart or JSON), turning every non-2xx answer and every connection failure into
-one `ApiError` carrying the design's error body, and polling a job to a terminal status. It must not import
-`api` or `workers`: it talks to the service over HTTP only.
+one `ApiError` carrying the API's error body, and polling a job to a terminal status. It must not import
+`api` or `workers`: it talks to the service over HTTP only. Its one in-package user is the CLI (workers/cli.py);
+nothing in `shared` or `monitoring` imports it (an import-linter contract in pyproject.toml holds that).
 """
 
 from __future__ import annotations
 
 import base64
 import builtins
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 
-TERMINAL_STATUSES = frozenset({"succeeded", "partially_succeeded", "failed", "canceled"})
+from shared.clock import Clock, SystemClock
+from shared.jobs.model import TERMINAL
+
+TERMINAL_STATUSES = frozenset(s.value for s in TERMINAL)
 _RETRYABLE = (429, 503)
 _MAX_RETRY_AFTER_S = 60.0
 
 
 class ApiError(Exception):
-    """A non-2xx answer (or no answer at all). `body` always has the design §4 error shape."""
+    """A non-2xx answer (or no answer at all). `body` always has the error shape of docs/api.md#errors."""
 
     def __init__(self, status: int, body: dict[str, Any], *, retry_after_s: float | None = None) -> None:
         self.status = status
@@ -219,14 +221,15 @@ class NanoeditClient:
         return self._send("GET", f"/v1/jobs/{job_id}/outputs/{n}", headers={"Accept": "image/*"}).content
 
     def wait(self, job_id: str, timeout_s: float = 300, poll_s: float = 0.5, *,
-             clock: Callable[[], float] = time.monotonic,
-             sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
-        """Poll until the job is terminal; unknown statuses count as non-terminal (design §4).
+             clock: Clock | None = None) -> dict[str, Any]:
+        """Poll until the job is terminal; unknown statuses count as non-terminal (docs/api.md#status).
 
         A 429/503 while polling waits for its Retry-After and polls again; other errors propagate. Raises
-        ApiError code `wait_timeout` when `timeout_s` passes first (the job keeps running server-side).
+        ApiError code `wait_timeout` when `timeout_s` passes first (the job keeps running server-side). The
+        deadline runs on `clock.monotonic()` and pauses are `clock.sleep` (default: the system clock).
         """
-        deadline = clock() + timeout_s
+        clock = clock or SystemClock()
+        deadline = clock.monotonic() + timeout_s
         while True:
             pause = poll_s
             try:
@@ -238,7 +241,7 @@ class NanoeditClient:
                     raise
                 pause = min(exc.retry_after_s if exc.retry_after_s is not None else poll_s, _MAX_RETRY_AFTER_S)
                 job = {}
-            remaining = deadline - clock()
+            remaining = deadline - clock.monotonic()
             if remaining <= 0:
                 raise ApiError(0, {
                     "error": f"Job {job_id} did not finish within {timeout_s:g} s.", "code": "wait_timeout",
@@ -246,7 +249,7 @@ class NanoeditClient:
                     "suggestion": "The job is still running server-side: check it later with "
                                   f"`nanoedit status {job_id}`, or wait longer (--timeout).",
                     "status_code": 0})
-            sleep(max(0.0, min(pause, remaining)))
+            clock.sleep(max(0.0, min(pause, remaining)))
 
     # -- service ------------------------------------------------------------------------------------
     def health(self) -> dict[str, Any]:

@@ -17,10 +17,17 @@ class Clock(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never jumps: for durations only, never for timestamps."""
+        ...
+
 
 class SystemClock:
     def now(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -34,6 +41,9 @@ class FakeClock:
         self._now = start
 
     def now(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
         return self._now
 
     def sleep(self, seconds: float) -> None:

@@ -1,8 +1,9 @@
 """The error family: every failure that reaches a client carries its public code, HTTP status and suggestion.
 
-One root (`NanoeditError`) with two families under it: `ClientInputError` (4xx, raised while validating a
-request) and `JobError` (a job's terminal error, stored in `job.error`). The API's single error handler turns
-any of them into the design §4 error body; nothing else builds that body. `details` is technical but never
+One root (`NanoeditError`) with three families under it: `ClientInputError` (4xx, raised while validating a
+request), `JobFailure` (a job's terminal error, stored in `job.error` as a `JobError` record) and
+`ConfigError` (a bad configuration value or file, raised at start-up). The API's single error handler turns any
+of them into the error body (docs/api.md#errors); nothing else builds that body. `details` is technical but never
 `str(exception)` of a third-party error (it could carry keys or internals).
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from shared.jobs.model import JobError
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +117,7 @@ class NanoeditError(Exception):
         super().__init__(f"{self.code}: {details or self.message}")
 
     def body(self) -> dict[str, Any]:
-        """The design §4 error body."""
+        """The error body (docs/api.md#errors)."""
         return {"error": self.message, "code": self.code, "details": self.details,
                 "suggestion": self.suggestion, "status_code": self.status}
 
@@ -137,14 +140,28 @@ class Conflict(NanoeditError):
     code = "conflict"
 
 
-class JobError(NanoeditError):
-    """A job's terminal error; `as_job_error()` is what goes into job.error."""
+class ConfigError(NanoeditError, ValueError):
+    """A configuration value or file is malformed; raised at start-up (or when an operator changes it) so a bad
+    deploy fails loudly. The root of every config error: settings, alert rules and channels, the fake Gemini.
 
-    def as_job_error(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details,
-                "suggestion": self.suggestion, "status_code": self.status}
+    Also a `ValueError` (what these errors were before the family existed), so `except ValueError` callers keep
+    working. `str()` is the bare details, written for the operator reading start-up output; a config error that
+    reaches a client is an `internal_error`."""
+
+    code = "internal_error"
+
+    def __str__(self) -> str:
+        return self.details
 
 
-def job_error(code: str, details: str = "", suggestion: str | None = None) -> dict[str, Any]:
-    """Build a job.error value for `code` without raising."""
-    return JobError(details, code=code, suggestion=suggestion).as_job_error()
+class JobFailure(NanoeditError):
+    """A job's terminal error raised as an exception; `as_job_error()` is the record stored in job.error."""
+
+    def as_job_error(self) -> JobError:
+        return JobError(code=self.code, message=self.message, details=self.details,
+                        suggestion=self.suggestion, status_code=self.status)
+
+
+def job_error(code: str, details: str = "", suggestion: str | None = None) -> JobError:
+    """Build a job.error record for `code` without raising."""
+    return JobFailure(details, code=code, suggestion=suggestion).as_job_error()

@@ -25,7 +25,6 @@ import dataclasses
 import logging
 import math
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -274,8 +273,7 @@ class FleetLimiter:
         return Acquire(granted=int(granted) == 1, wait_s=float(_text(wait)), reason=_text(reason))
 
     def acquire_blocking(self, holder: str, images: int = 1, *, max_wait_s: float,
-                         sleep: Callable[[float], None], clock: Clock,
-                         rng: random.Random | None = None) -> Acquire:
+                         clock: Clock, rng: random.Random | None = None) -> Acquire:
         """Poll `try_acquire` for up to `max_wait_s`; returns the last answer (granted or not).
 
         For short waits only: a refusal whose wait outlasts the remaining budget (rpm, images, cooldown) returns
@@ -291,7 +289,7 @@ class FleetLimiter:
             remaining = deadline - clock.now()
             if remaining <= 0 or (result.reason != "concurrency" and result.wait_s > remaining):
                 return result
-            sleep(min(result.wait_s * (1 + 0.1 * rng.random()), remaining))
+            clock.sleep(min(result.wait_s * (1 + 0.1 * rng.random()), remaining))
 
     def release(self, holder: str) -> None:
         self.r.zrem(self.leases_key, holder)

@@ -1,14 +1,15 @@
 """The Celery app configuration and the `Enqueuer`: how anything (the API, workers, beat) puts work on queues.
 
 The web process imports only this module, never worker code: it enqueues by task *name*, so Pillow-heavy
-preprocessing and google-genai stay out of the API process. Reliability invariants of design §6 are configured
-here once: late acks, reject on worker loss, prefetch 1, per-stage time limits, a visibility timeout derived
-from them (> 2 × longest hard limit + longest countdown).
+preprocessing and google-genai stay out of the API process. The reliability settings (docs/architecture.md,
+"Celery reliability settings") are configured here once: late acks, reject on worker loss, prefetch 1, per-stage
+time limits, a visibility timeout derived from them (> 2 × longest hard limit + longest countdown).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from celery import Celery
 from kombu import Exchange, Queue
@@ -91,7 +92,49 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-class Enqueuer:
+class Enqueuer(Protocol):
+    """The port through which anything puts work on the queues (the API, workers, beat)."""
+
+    def preprocess(self, job_id: str) -> None: ...
+
+    def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None,
+                 wait: int = 0) -> None: ...
+
+    def webhook(self, job_id: str, attempt: int = 1, countdown: float | None = None) -> None: ...
+
+    def queue_depths(self) -> dict[str, int]: ...
+
+
+@dataclass
+class RecordingEnqueuer:
+    """The in-package stub of `Enqueuer` for tests: records what would be sent, sends nothing.
+
+    `sent` holds ("preprocess", job_id), ("generate", job_id, index, attempt, countdown, wait) and
+    ("webhook", job_id, attempt, countdown) in order; `depths` is what `queue_depths()` answers.
+    """
+
+    sent: list[tuple[Any, ...]] = field(default_factory=list)
+    depths: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ALL_QUEUES, 0))
+
+    @property
+    def preprocessed(self) -> list[str]:
+        return [str(s[1]) for s in self.sent if s[0] == "preprocess"]
+
+    def preprocess(self, job_id: str) -> None:
+        self.sent.append(("preprocess", job_id))
+
+    def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None,
+                 wait: int = 0) -> None:
+        self.sent.append(("generate", job_id, index, attempt, countdown, wait))
+
+    def webhook(self, job_id: str, attempt: int = 1, countdown: float | None = None) -> None:
+        self.sent.append(("webhook", job_id, attempt, countdown))
+
+    def queue_depths(self) -> dict[str, int]:
+        return self.depths
+
+
+class CeleryEnqueuer:
     """Sends stage tasks by name. Task ids are rooted at the job id so logs and brokers tie back to the job."""
 
     def __init__(self, app: Celery) -> None:

@@ -1,6 +1,6 @@
 """The one typed settings object: read from the environment once, then passed explicitly everywhere.
 
-Names are the public `NANOEDIT_*` configuration of design §3 (plus the SDK's own GEMINI_API_KEY /
+Names are the public `NANOEDIT_*` configuration (docs/operations.md#configuration; plus the SDK's own GEMINI_API_KEY /
 GOOGLE_API_KEY). Nothing else in the code base reads `os.environ` for configuration.
 """
 
@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from shared.circuit import CircuitConfig
+from shared.errors import ConfigError
 from shared.limiter import LimitConfig
+from shared.models import DEFAULT_MODEL, normalize_model_name
 
-DEFAULT_MODEL = "gemini-2.5-flash-image"
 
-
-class SettingsError(ValueError):
+class SettingsError(ConfigError):
     """A configuration value is malformed; raised at start-up so a bad deploy fails loudly."""
 
 
@@ -72,6 +72,8 @@ class Settings:
     data_dir: Path = Path("var")
     host: str = "127.0.0.1"
     port: int = 8000
+    web_workers: int = 2  # gunicorn worker processes of one web instance (deploy/gunicorn.conf.py)
+    web_threads: int = 4  # threads per gunicorn worker
     public_base_url: str = ""
 
     provider: str = "local"  # resolved: "gemini" | "local"
@@ -107,7 +109,8 @@ class Settings:
     max_image_pixels: int = 64_000_000
     max_long_edge: int = 2048
 
-    # Celery reliability (design §6). Hard limits per stage; visibility timeout derives from them.
+    # Celery reliability (docs/architecture.md, "Celery reliability settings"). Hard limits per stage; the
+    # visibility timeout derives from them.
     preprocess_soft_limit_s: int = 60
     preprocess_hard_limit_s: int = 90
     max_countdown_s: int = 120
@@ -185,14 +188,15 @@ class Settings:
         secret = env.get("NANOEDIT_WEBHOOK_SECRET", "").strip()
         if secret:
             _check_webhook_secret(secret)
-        model = env.get("NANOEDIT_GEMINI_MODEL", "").strip() or DEFAULT_MODEL
-        model = model.removeprefix("models/")
+        model = normalize_model_name(env.get("NANOEDIT_GEMINI_MODEL", "")) or DEFAULT_MODEL
         return cls(
             redis_url=env.get("NANOEDIT_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
             redis_prefix=env.get("NANOEDIT_REDIS_PREFIX", "").strip() or "nanoedit",
             data_dir=Path(env.get("NANOEDIT_DATA_DIR", "").strip() or "var").resolve(),
             host=env.get("NANOEDIT_HOST", "").strip() or "127.0.0.1",
             port=_int(env, "NANOEDIT_PORT", 8000, 1),
+            web_workers=_int(env, "NANOEDIT_WEB_WORKERS", 2, 1),
+            web_threads=_int(env, "NANOEDIT_WEB_THREADS", 4, 1),
             public_base_url=env.get("NANOEDIT_PUBLIC_BASE_URL", "").strip().rstrip("/"),
             provider=provider,
             provider_requested=requested,

@@ -1,38 +1,24 @@
-"""What a worker process needs to run a stage, built once per process from the settings.
+"""What a worker process needs to run a stage: the process `Runtime` plus the provider.
 
-Built lazily after Celery forks its pool children (connections and SDK clients must not cross a fork).
-Tests build a `WorkerContext` directly with stubs.
+Built by `build_context` from `monitoring.runtime.build_runtime` (the composition root shared with the API),
+lazily after Celery forks its pool children (connections and SDK clients must not cross a fork). Tests build a
+`WorkerContext` directly with stubs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from monitoring.hooks import install_terminal_hook
-from monitoring.outcomes import OutcomeRecorder
-from shared.blobs import BlobStore, FilesystemBlobStore
-from shared.circuit import CircuitBreaker
-from shared.clock import Clock, SystemClock
-from shared.jobs.store import JobStore
-from shared.limiter import FleetLimiter
-from shared.queueing import Enqueuer, make_celery
-from shared.redis_conn import Keys, redis_client
+from monitoring.runtime import Runtime, build_runtime
+from shared.queueing import Enqueuer
 from shared.settings import Settings
 from workers.providers.base import Provider
 
 
 @dataclass(slots=True)
-class WorkerContext:
-    settings: Settings
-    store: JobStore
-    blobs: BlobStore
-    enqueuer: Enqueuer
-    clock: Clock
-    provider_factory: Callable[[], Provider]
-    limiter: FleetLimiter
-    breaker: CircuitBreaker
-    recorder: OutcomeRecorder
+class WorkerContext(Runtime):
+    provider_factory: Callable[[], Provider] = field(kw_only=True)
     _provider: Provider | None = field(default=None, init=False)
 
     @property
@@ -45,21 +31,6 @@ class WorkerContext:
 def build_context(settings: Settings, enqueuer: Enqueuer | None = None) -> WorkerContext:
     from workers.providers import build_provider  # lazy: keeps google-genai out of processes that never call it
 
-    clock = SystemClock()
-    r = redis_client(settings)
-    keys = Keys(settings.redis_prefix)
-    enq = enqueuer or Enqueuer(make_celery(settings))
-    store = JobStore(r, keys, clock)
-    recorder = OutcomeRecorder(r, settings.redis_prefix, clock)
-    install_terminal_hook(store, recorder, enq.webhook)
-    return WorkerContext(
-        settings=settings,
-        store=store,
-        blobs=FilesystemBlobStore(settings.blob_dir),
-        enqueuer=enq,
-        clock=clock,
-        provider_factory=lambda: build_provider(settings),
-        limiter=FleetLimiter(r, settings.redis_prefix, settings.limit_config()),
-        breaker=CircuitBreaker(r, settings.redis_prefix, settings.circuit_config(), clock),
-        recorder=recorder,
-    )
+    runtime = build_runtime(settings, enqueuer=enqueuer)
+    parts = {f.name: getattr(runtime, f.name) for f in fields(Runtime)}
+    return WorkerContext(**parts, provider_factory=lambda: build_provider(settings, runtime.clock))

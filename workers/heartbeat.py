@@ -1,82 +1,80 @@
-"""Liveness signals /readyz and the health report read: one heartbeat per worker instance, one for beat.
+"""The writer side of liveness: worker and beat heartbeats, started by Celery signals.
 
-Each worker instance (the main process, not each prefork child) records `hostname → now` in a sorted set per
-queue it consumes, every NANOEDIT_WORKER_HEARTBEAT_S; a worker counts as live while its entry is younger than 3
-intervals. Hand-written instead of Celery's `inspect ping` because that is a broadcast round trip per probe,
-too slow and too noisy for a readiness check polled every few seconds.
+`install(settings, clock)` (called once by workers/celery_app.py) connects the signal handlers: on
+`worker_ready` a thread records this worker instance (the main process, not each prefork child) in every queue
+it consumes, every NANOEDIT_WORKER_HEARTBEAT_S; on `worker_shutdown` it removes the instance at once; on
+`beat_init` a thread records beat's heartbeat. The keys and the liveness rule belong to shared/liveness.py.
+Hand-written instead of Celery's `inspect ping` because that is a broadcast round trip per probe, too slow and
+too noisy for a readiness check polled every few seconds.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections.abc import Callable
 from typing import Any
 
 from celery.signals import beat_init, worker_ready, worker_shutdown
 
+from shared.clock import Clock
+from shared.liveness import WorkerRegistry
 from shared.queueing import ALL_QUEUES
-from shared.redis_conn import Keys, redis_client
+from shared.redis_conn import redis_client
 from shared.settings import Settings
 
 log = logging.getLogger("nanoedit.heartbeat")
-_stop = threading.Event()
 
 
-def _settings() -> Settings:
-    from workers.celery_app import settings
+class Heartbeats:
+    """The signal handlers, bound to one settings object and clock."""
 
-    return settings
+    def __init__(self, settings: Settings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self._stop = threading.Event()
 
+    def registry(self) -> WorkerRegistry:
+        """A registry on a fresh connection (handlers run in the process that fires the signal)."""
+        s = self.settings
+        return WorkerRegistry(redis_client(s), s.redis_prefix, self.clock, s.worker_heartbeat_s)
 
-def _loop(beat: Any, interval: float) -> None:
-    while not _stop.is_set():
+    def _loop(self, beat: Callable[[], object]) -> None:
+        while not self._stop.is_set():
+            try:
+                beat()
+            except Exception:
+                log.warning("heartbeat write failed", exc_info=True)
+            self._stop.wait(self.settings.worker_heartbeat_s)
+
+    def _start(self, name: str, beat: Callable[[], object]) -> None:
+        threading.Thread(target=self._loop, args=(beat,), name=name, daemon=True).start()
+
+    def on_worker_ready(self, sender: Any = None, **_: Any) -> None:
+        registry = self.registry()
+        queues = [q.name for q in sender.task_consumer.queues] if sender is not None else []
+        hostname = str(getattr(sender, "hostname", "unknown"))
+        log.info("worker ready", extra={"queues": queues, "hostname": hostname})
+        self._start("nanoedit-heartbeat", lambda: registry.record_worker(hostname, queues))
+
+    def on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
+        self._stop.set()
+        hostname = str(getattr(sender, "hostname", "unknown"))
         try:
-            beat()
+            self.registry().remove_worker(hostname, ALL_QUEUES)
         except Exception:
-            log.warning("heartbeat write failed", exc_info=True)
-        _stop.wait(interval)
+            log.warning("could not remove heartbeat at shutdown", exc_info=True)
+
+    def on_beat_init(self, sender: Any = None, **_: Any) -> None:
+        registry = self.registry()
+        self._start("nanoedit-beat-heartbeat", registry.record_beat)
 
 
-def _start(name: str, beat: Any, interval: float) -> None:
-    threading.Thread(target=_loop, args=(beat, interval), name=name, daemon=True).start()
-
-
-@worker_ready.connect
-def _on_worker_ready(sender: Any = None, **_: Any) -> None:
-    settings = _settings()
-    keys, r = Keys(settings.redis_prefix), redis_client(settings)
-    queues = [q.name for q in sender.task_consumer.queues] if sender is not None else []
-    hostname = str(getattr(sender, "hostname", "unknown"))
-
-    def beat() -> None:
-        now = time.time()
-        pipe = r.pipeline(transaction=False)
-        for q in queues:
-            pipe.zadd(keys.workers(q), {hostname: now})
-            pipe.zremrangebyscore(keys.workers(q), "-inf", now - 3600)
-        pipe.execute()
-
-    log.info("worker ready", extra={"queues": queues, "hostname": hostname})
-    _start("nanoedit-heartbeat", beat, settings.worker_heartbeat_s)
-
-
-@worker_shutdown.connect
-def _on_worker_shutdown(sender: Any = None, **_: Any) -> None:
-    _stop.set()
-    settings = _settings()
-    keys, r = Keys(settings.redis_prefix), redis_client(settings)
-    hostname = str(getattr(sender, "hostname", "unknown"))
-    try:
-        for q in ALL_QUEUES:
-            r.zrem(keys.workers(q), hostname)
-    except Exception:
-        log.warning("could not remove heartbeat at shutdown", exc_info=True)
-
-
-@beat_init.connect
-def _on_beat_init(sender: Any = None, **_: Any) -> None:
-    settings = _settings()
-    keys, r = Keys(settings.redis_prefix), redis_client(settings)
-    _start("nanoedit-beat-heartbeat", lambda: r.set(keys.beat_heartbeat, repr(time.time())),
-           settings.worker_heartbeat_s)
+def install(settings: Settings, clock: Clock) -> Heartbeats:
+    """Connect the heartbeat handlers to Celery's signals (strong references: they live as long as the app).
+    Idempotent per process: a second call replaces nothing (the dispatch ids are fixed)."""
+    hb = Heartbeats(settings, clock)
+    worker_ready.connect(hb.on_worker_ready, weak=False, dispatch_uid="nanoedit.heartbeat.worker_ready")
+    worker_shutdown.connect(hb.on_worker_shutdown, weak=False, dispatch_uid="nanoedit.heartbeat.worker_shutdown")
+    beat_init.connect(hb.on_beat_init, weak=False, dispatch_uid="nanoedit.heartbeat.beat_init")
+    return hb

@@ -13,7 +13,6 @@ from typing import Any
 from monitoring.alerts import build_engine
 from monitoring.report import HealthReporter
 from shared.errors import NanoeditError, job_error
-from shared.jobs.model import QUEUED
 from shared.queueing import PREPROCESS_QUEUE
 from workers import pipeline
 from workers.context import WorkerContext
@@ -29,13 +28,12 @@ def reconcile(ctx: WorkerContext) -> dict[str, Any]:
         except NanoeditError:
             job = None
         if job is None or job.terminal:
-            ctx.store.r.zrem(ctx.store.keys.deadlines, job_id)
+            ctx.store.clear_deadline(job_id)
             continue
         for index in range(job.num_images):
             if index not in job.outputs:
-                ctx.store.record_output(job_id, index, {"status": "failed", "error": job_error(
-                    "deadline_exceeded",
-                    f"output {index} not produced within {ctx.settings.job_deadline_s}s")})
+                ctx.store.fail_output(job_id, index, job_error(
+                    "deadline_exceeded", f"output {index} not produced within {ctx.settings.job_deadline_s}s"))
         if pipeline.finalize(ctx, job_id, force=True):
             ended += 1
             log.warning("job ended by deadline", extra={"job_id": job_id})
@@ -53,45 +51,41 @@ def _requeue_lost(ctx: WorkerContext) -> int:
     if ctx.enqueuer.queue_depths().get(PREPROCESS_QUEUE, 0) > 0:
         return 0
     requeued = 0
-    stale_before_ms = (ctx.clock.now() - ctx.settings.effective_visibility_timeout_s - 60) * 1000
-    waiting = ctx.store.r.zrangebyscore(ctx.store.keys.waiting(PREPROCESS_QUEUE), "-inf", stale_before_ms,
-                                        start=0, num=200)
-    for raw in waiting:
-        job_id = str(raw)
-        if ctx.store.status_of(job_id) == QUEUED:
-            # Its message should have been delivered (or restored) by now: send it again, same task id.
-            ctx.enqueuer.preprocess(job_id)
-            ctx.store.mark_waiting(PREPROCESS_QUEUE, job_id, ctx.clock.now() * 1000)
-            requeued += 1
-            log.warning("re-enqueued a queued job whose message looks lost", extra={"job_id": job_id})
+    stale_before = ctx.clock.now() - ctx.settings.effective_visibility_timeout_s - 60
+    for job_id in ctx.store.stale_queued(PREPROCESS_QUEUE, stale_before):
+        # Its message should have been delivered (or restored) by now: send it again, same task id.
+        ctx.enqueuer.preprocess(job_id)
+        ctx.store.mark_waiting(PREPROCESS_QUEUE, job_id, ctx.clock.now() * 1000)
+        requeued += 1
+        log.warning("re-enqueued a queued job whose message looks lost", extra={"job_id": job_id})
     return requeued
 
 
 def reporter(ctx: WorkerContext) -> HealthReporter:
     s = ctx.settings
-    return HealthReporter(r=ctx.store.r, keys=ctx.store.keys, clock=ctx.clock, recorder=ctx.recorder,
-                          limiter=ctx.limiter, breaker=ctx.breaker, queue_depths=ctx.enqueuer.queue_depths,
-                          interval_s=s.report_interval_s, min_samples=s.report_min_samples,
-                          worker_heartbeat_s=s.worker_heartbeat_s)
+    return HealthReporter(r=ctx.redis, prefix=s.redis_prefix, clock=ctx.clock, jobs=ctx.store,
+                          liveness=ctx.liveness(),
+                          recorder=ctx.recorder, limiter=ctx.limiter, breaker=ctx.breaker,
+                          queue_depths=ctx.enqueuer.queue_depths, interval_s=s.report_interval_s,
+                          min_samples=s.report_min_samples)
 
 
 def health_report(ctx: WorkerContext) -> dict[str, Any]:
     """Build and store the health report, then evaluate alerts on it. Two beats (or a late duplicate) in the
     same period: a Redis lock lets only the first run, so nothing is reported or notified twice."""
-    period_ms = int(ctx.settings.report_interval_s * 1000 * 0.8)
-    if not ctx.store.r.set(f"{ctx.store.keys.p}:report:lock", "1", nx=True, px=max(500, period_ms)):
-        return {"skipped": "another health report ran in this period"}
     rep = reporter(ctx)
+    if not rep.try_lock(int(ctx.settings.report_interval_s * 1000 * 0.8)):
+        return {"skipped": "another health report ran in this period"}
     report = rep.build()
     rep.store(report)
     notified: int | str = 0
     try:  # a broken rule or channel must never cost the report; the engine logs and records its own failures
-        notified = len(build_engine(ctx.settings, ctx.store.r, ctx.clock).evaluate(report))
+        notified = len(build_engine(ctx.settings, ctx.redis, ctx.clock).evaluate(report))
     except Exception:
         log.exception("alert evaluation failed")
         notified = "error"
     yesterday = datetime.fromtimestamp(ctx.clock.now() - 86400, tz=UTC).strftime("%Y-%m-%d")
-    if not ctx.store.r.exists(f"{ctx.store.keys.p}:report:daily:{yesterday}"):
+    if not rep.has_daily(yesterday):
         rep.daily(yesterday)
     return {"generated_at": report["generated_at"], "notifications": notified}
 

@@ -9,6 +9,7 @@ by a hard time limit is pruned at the next scrape.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any
@@ -18,17 +19,21 @@ from celery.signals import task_postrun, task_prerun, worker_process_shutdown, w
 from monitoring import metrics
 from monitoring.exposition import registry
 from monitoring.multiproc import current_dir, mark_dead
+from shared.settings import Settings
 
 log = logging.getLogger("nanoedit.metrics")
 _server: Any = None
 
 
-@worker_ready.connect
-def _start(sender: Any = None, **_: Any) -> None:
+def install(settings: Settings) -> None:
+    """Serve this worker instance's metrics once it is ready; called once by workers/celery_app.py. The
+    task and child-exit handlers below need no settings and are connected when this module is imported."""
+    worker_ready.connect(functools.partial(_start, settings), weak=False, dispatch_uid="nanoedit.metrics.start")
+
+
+def _start(settings: Settings, sender: Any = None, **_: Any) -> None:
     global _server
     from prometheus_client import start_http_server
-
-    from workers.celery_app import settings
 
     if not settings.metrics_port or _server is not None:
         return

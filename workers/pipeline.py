@@ -10,17 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any
 
 from monitoring import metrics
 from shared.blobs import input_key, output_key, prepared_key
 from shared.clock import rfc3339
 from shared.errors import ClientInputError, NanoeditError, job_error
-from shared.jobs.model import CANCELING, QUEUED, RUNNING, Job
+from shared.jobs.model import (
+    ATTEMPT_SUCCEEDED,
+    Attempt,
+    Job,
+    JobStage,
+    JobStatus,
+    OutputResult,
+    OutputStatus,
+    PreparedInput,
+)
 from shared.queueing import GENERATE_QUEUE, PREPROCESS_QUEUE
 from workers.context import WorkerContext
 from workers.providers.base import EditRequest, InputImage, NoImageGenerated, ProviderError, Retry
@@ -52,21 +59,19 @@ def run_preprocess(ctx: WorkerContext, job_id: str) -> None:
     job = _load(ctx, job_id)
     if job is None or job.terminal:
         return
-    store, now = ctx.store, ctx.clock.now()
+    store = ctx.store
     store.unmark_waiting(PREPROCESS_QUEUE, job_id)
-    if job.status == QUEUED:
-        moved = store.transition(job_id, RUNNING, {"started_at": now, "stage": "preprocessing",
-                                                  "preprocess_started_at": now})
-        if not moved.ok:  # canceled (or failed) between our read and the write
+    if job.status == JobStatus.QUEUED:
+        if not store.start_preprocessing(job_id).ok:  # canceled (or failed) between our read and the write
             return
-    elif job.status == CANCELING:
-        if store.r.hget(store.keys.job(job_id), "generate_enqueued") != "1":
+    elif job.status == JobStatus.CANCELING:
+        if not store.generate_enqueued(job_id):
             finalize(ctx, job_id, force=True)
         return
-    elif store.r.hget(store.keys.job(job_id), "generate_enqueued") == "1":
+    elif store.generate_enqueued(job_id):
         return  # a redelivery after generate tasks went out: the rest of the job is already on its way
 
-    prepared: list[dict[str, Any]] = []
+    prepared: list[PreparedInput] = []
     for meta in job.inputs:
         key = prepared_key(job_id, meta.index)
         try:
@@ -75,22 +80,21 @@ def run_preprocess(ctx: WorkerContext, job_id: str) -> None:
                                   max_pixels=ctx.settings.max_image_pixels,
                                   max_long_edge=ctx.settings.max_long_edge)
         except ClientInputError as exc:
-            store.finish(job_id, "failed", error=job_error(exc.code, f"input {meta.index}: {exc.details}"))
+            store.fail(job_id, exc.code, f"input {meta.index}: {exc.details}")
             return
         ctx.blobs.put(key, image.data)
-        prepared.append({"index": meta.index, "mime_type": image.mime_type, "width": image.width,
-                         "height": image.height, "bytes": len(image.data)})
+        prepared.append(PreparedInput(index=meta.index, mime_type=image.mime_type, width=image.width,
+                                      height=image.height, bytes=len(image.data)))
 
     if store.cancel_requested(job_id):
         finalize(ctx, job_id, force=True)
         return
-    done_at = ctx.clock.now()
-    if not store.set_stage(job_id, "generating", {"preprocess_done_at": done_at, "prepared": prepared}):
+    if not store.mark_prepared(job_id, prepared):
         return
     store.mark_waiting(GENERATE_QUEUE, job_id, job.created_at * 1000)
     for index in range(job.num_images):
         ctx.enqueuer.generate(job_id, index, attempt=1)
-    store.update_if(job_id, (RUNNING, CANCELING), {"generate_enqueued": "1"})
+    store.mark_generate_enqueued(job_id)
 
 
 # -- generate ---------------------------------------------------------------------------------------------
@@ -105,11 +109,11 @@ def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int, wait
     if index in job.outputs:
         _maybe_finalize(ctx, job_id, len(job.outputs), job.num_images)
         return None
-    if job.cancel_requested or job.status == CANCELING:
-        return _resolve(ctx, job, index, {"status": "canceled"})
+    if job.canceling:
+        return _resolve(ctx, job, index, OutputResult.canceled())
     if ctx.clock.now() >= job.deadline_at:
-        return _resolve(ctx, job, index, {"status": "failed", "error": job_error(
-            "deadline_exceeded", f"output {index} not produced before the job deadline")})
+        return _resolve(ctx, job, index, OutputResult.failed(job_error(
+            "deadline_exceeded", f"output {index} not produced before the job deadline")))
     if ctx.blobs.exists(output_key(job_id, index)):
         # Stored by an earlier delivery that died before recording it: record, never call the provider again.
         return _resolve(ctx, job, index, _output_meta(ctx.blobs.get(output_key(job_id, index))))
@@ -119,27 +123,27 @@ def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int, wait
     _ = ctx.provider
     gate = ctx.breaker.allow()
     if not gate.allowed:  # the provider is failing: wait without burning a retry, until the deadline
-        store.set_stage(job_id, "waiting_for_quota")
+        store.set_stage(job_id, JobStage.WAITING_FOR_QUOTA)
         return _wait(ctx, job, attempt, wait, gate.retry_in_s, "circuit_open")
     holder = f"{job_id}:{index}"
     asked_at = ctx.clock.now()
-    granted = ctx.limiter.acquire_blocking(holder, 1, max_wait_s=0.0, sleep=ctx.clock.sleep, clock=ctx.clock)
+    granted = ctx.limiter.acquire_blocking(holder, 1, max_wait_s=0.0, clock=ctx.clock)
     if not granted.granted:
-        store.set_stage(job_id, "waiting_for_quota")
+        store.set_stage(job_id, JobStage.WAITING_FOR_QUOTA)
         granted = ctx.limiter.acquire_blocking(holder, 1, max_wait_s=ctx.settings.quota_wait_s,
-                                               sleep=ctx.clock.sleep, clock=ctx.clock)
+                                               clock=ctx.clock)
     metrics.LIMITER_WAIT.labels("granted" if granted.granted else "requeued").observe(ctx.clock.now() - asked_at)
     if not granted.granted:
         if granted.reason == "cooldown" and ctx.clock.now() + granted.wait_s >= job.deadline_at:
             # The provider said our quota is gone for longer than this job may wait (e.g. a per-day quota):
             # say so now instead of parking the job until it fails with deadline_exceeded.
-            return _resolve(ctx, job, index, {"status": "failed", "error": job_error(
+            return _resolve(ctx, job, index, OutputResult.failed(job_error(
                 "upstream_rate_limited", f"provider quota exhausted for another {granted.wait_s:.0f} s, "
-                "beyond this job's deadline")})
+                "beyond this job's deadline")))
         return _wait(ctx, job, attempt, wait, granted.wait_s, granted.reason)
     try:
         if store.cancel_requested(job_id):  # canceled while we waited: no provider call
-            return _resolve(ctx, job, index, {"status": "canceled"})
+            return _resolve(ctx, job, index, OutputResult.canceled())
         return _call_provider(ctx, job, index, attempt, gate.probe)
     finally:
         ctx.limiter.release(holder)
@@ -154,7 +158,7 @@ def _wait(ctx: WorkerContext, job: Job, attempt: int, wait: int, wait_s: float, 
 
 def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe: bool) -> RetryLater | None:
     store, job_id = ctx.store, job.id
-    store.set_stage(job_id, "generating")
+    store.set_stage(job_id, JobStage.GENERATING)
     request = _edit_request(ctx, job, index)
     started = ctx.clock.now()
     try:
@@ -176,18 +180,18 @@ def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe
     duration_ms = round((ctx.clock.now() - started) * 1000)
     ctx.breaker.record_success(probe=probe)
     store.add_billed_call(job_id)
-    _attempt(ctx, job_id, index, attempt, "succeeded", duration_ms, started, None)
+    _attempt(ctx, job_id, index, attempt, ATTEMPT_SUCCEEDED, duration_ms, started, None)
     if store.cancel_requested(job_id):
         # Honest cancel: the call finished (and was billed) but its result is discarded.
-        return _resolve(ctx, job, index, {"status": "canceled", "billed": True})
+        return _resolve(ctx, job, index, OutputResult.canceled(billed=True))
     if not result.images:
         return _after_failure(ctx, job, index, attempt, NoImageGenerated("provider returned no image"))
-    store.set_stage(job_id, "storing")
+    store.set_stage(job_id, JobStage.STORING)
     image = result.images[0]
     ctx.blobs.put(output_key(job_id, index), image.data)
     meta = _output_meta(image.data, image.mime_type)
     if result.text:
-        store.update_if(job_id, (RUNNING, CANCELING), {"text": result.text})
+        store.set_text(job_id, result.text)
     return _resolve(ctx, job, index, meta)
 
 
@@ -204,40 +208,39 @@ def _after_failure(ctx: WorkerContext, job: Job, index: int, attempt: int,
                                                "outcome": rule.outcome, "countdown_s": round(delay, 2)})
             metrics.PROVIDER_RETRIES.labels(rule.outcome).inc()
             return RetryLater(countdown=delay, attempt=attempt + 1)
-    return _resolve(ctx, job, index, {"status": "failed", "error": exc.as_job_error()})
+    return _resolve(ctx, job, index, OutputResult.failed(exc.as_job_error()))
 
 
 def _edit_request(ctx: WorkerContext, job: Job, index: int) -> EditRequest:
-    raw = ctx.store.r.hget(ctx.store.keys.job(job.id), "prepared") or "[]"
-    prepared = {int(p["index"]): p for p in json.loads(str(raw))}
+    prepared = ctx.store.prepared_inputs(job.id)
     images = tuple(
         InputImage(data=ctx.blobs.get(prepared_key(job.id, meta.index)),
-                   mime_type=prepared.get(meta.index, {}).get("mime_type", "image/png"))
+                   mime_type=p.mime_type if (p := prepared.get(meta.index)) else "image/png")
         for meta in job.inputs
     )
     return EditRequest(operation=job.operation, instruction=job.instruction, images=images,
                        image_description=job.image_description, output_index=index, model=job.model)
 
 
-def _output_meta(data: bytes, mime_type: str | None = None) -> dict[str, Any]:
+def _output_meta(data: bytes, mime_type: str | None = None) -> OutputResult:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as im:
         width, height = im.size
         mime = mime_type or Image.MIME.get(im.format or "", "application/octet-stream")
-    return {"status": "succeeded", "mime_type": mime, "width": width, "height": height, "bytes": len(data),
-            "sha256": hashlib.sha256(data).hexdigest()}
+    return OutputResult.succeeded(mime_type=mime, width=width, height=height, size=len(data),
+                                  sha256=hashlib.sha256(data).hexdigest())
 
 
 def _attempt(ctx: WorkerContext, job_id: str, index: int, n: int, outcome: str, duration_ms: int,
              at: float, code: str | None) -> None:
-    ctx.store.add_attempt(job_id, {"output": index, "n": n, "outcome": outcome, "at": rfc3339(at),
-                                   "duration_ms": duration_ms, "error_code": code})
+    ctx.store.add_attempt(job_id, Attempt(output=index, n=n, outcome=outcome, at=rfc3339(at),
+                                          duration_ms=duration_ms, error_code=code))
     ctx.recorder.provider_call(job_id, index, n, outcome=outcome, duration_s=duration_ms / 1000)
     metrics.PROVIDER_CALL_DURATION.labels(outcome).observe(duration_ms / 1000)
 
 
-def _resolve(ctx: WorkerContext, job: Job, index: int, result: dict[str, Any]) -> RetryLater | None:
+def _resolve(ctx: WorkerContext, job: Job, index: int, result: OutputResult) -> RetryLater | None:
     """Record output `index`'s final result; the caller that resolves the last output finalizes the job."""
     resolved = ctx.store.record_output(job.id, index, result)
     _maybe_finalize(ctx, job.id, resolved, job.num_images)
@@ -259,23 +262,20 @@ def finalize(ctx: WorkerContext, job_id: str, *, force: bool = False) -> bool:
     if not force and len(job.outputs) < job.num_images:
         return False
     now = ctx.clock.now()
-    extra = {"generate_done_at": now}
-    succeeded = [o for o in job.outputs.values() if o.get("status") == "succeeded"]
-    failed = [o for o in job.outputs.values() if o.get("status") == "failed"]
-    if job.cancel_requested or job.status == CANCELING:
-        billed = job.billed_calls
-        result = ctx.store.finish(job_id, "canceled", extra=extra, error=job_error(
-            "canceled", f"canceled by the client; billed provider calls: {billed}"))
+    succeeded = job.outputs_with(OutputStatus.SUCCEEDED)
+    failed = job.outputs_with(OutputStatus.FAILED)
+    if job.canceling:
+        result = ctx.store.finish_canceled(job_id, generate_done_at=now)
     elif len(succeeded) == job.num_images:
-        result = ctx.store.finish(job_id, "succeeded", extra=extra)
+        result = ctx.store.finish(job_id, JobStatus.SUCCEEDED, generate_done_at=now)
         if result.ok:
             ctx.store.remember_result(job.request_hash, job_id, ctx.settings.cache_ttl_s)
     elif succeeded:
-        result = ctx.store.finish(job_id, "partially_succeeded", extra=extra,
-                                  error=failed[0]["error"] if failed else None)
+        result = ctx.store.finish(job_id, JobStatus.PARTIALLY_SUCCEEDED, generate_done_at=now,
+                                  error=failed[0].error if failed else None)
     else:
-        error = failed[0]["error"] if failed else job_error("internal_error", "no output was produced")
-        result = ctx.store.finish(job_id, "failed", extra=extra, error=error)
+        error = (failed[0].error if failed else None) or job_error("internal_error", "no output was produced")
+        result = ctx.store.finish(job_id, JobStatus.FAILED, generate_done_at=now, error=error)
     if result.ok:
         log.info("job finished", extra={"job_id": job_id, "status": ctx.store.status_of(job_id)})
     return result.ok
@@ -283,4 +283,4 @@ def finalize(ctx: WorkerContext, job_id: str, *, force: bool = False) -> bool:
 
 def fail_job(ctx: WorkerContext, job_id: str, code: str, details: str) -> bool:
     """End a job with an error from outside the normal flow (poison message, time limit, crash)."""
-    return ctx.store.finish(job_id, "failed", error=job_error(code, details)).ok
+    return ctx.store.fail(job_id, code, details)

@@ -1,7 +1,8 @@
 """Retry delays: exponential backoff with full jitter, capped, honouring a provider's retry hint.
 
 Hand-written rather than `stamina`/`tenacity`: those retry in-process by sleeping, while our long waits must
-go back to the queue as a countdown (design §6), so we only need the delay arithmetic.
+go back to the queue as a countdown (docs/architecture.md, "Celery reliability settings"), so we only need the
+delay arithmetic.
 """
 
 from __future__ import annotations

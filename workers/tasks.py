@@ -96,8 +96,8 @@ def generate(self: Task, job_id: str, index: int, attempt: int = 1, wait: int = 
             retry = pipeline.run_generate(ctx, job_id, index, attempt, wait)
         except SoftTimeLimitExceeded:
             # The provider call outlived its timeout by a wide margin: treat it as an upstream timeout.
-            ctx.store.record_output(job_id, index, {"status": "failed", "error": job_error(
-                "upstream_timeout", f"output {index} exceeded the task time limit")})
+            ctx.store.fail_output(job_id, index, job_error(
+                "upstream_timeout", f"output {index} exceeded the task time limit"))
             pipeline.finalize(ctx, job_id)
             return
         except Exception as exc:

@@ -17,7 +17,8 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from shared.clock import rfc3339
-from shared.jobs.model import public_view
+from shared.jobs.model import WebhookDelivery, WebhookState
+from shared.jobs.view import public_view
 from workers.context import WorkerContext
 from workers.pipeline import RetryLater
 from workers.retry import backoff_delay
@@ -31,8 +32,7 @@ def deliver(ctx: WorkerContext, job_id: str, attempt: int,
     job = ctx.store.get(job_id)
     if job is None or not job.terminal or not job.webhook_url:
         return None
-    key = ctx.store.keys.job_webhook(job_id)
-    if ctx.store.r.hget(key, "state") in ("delivered", "failed"):
+    if job.webhook_delivery is not None and job.webhook_delivery.state.final:
         return None
     now = ctx.clock.now()
     body = json.dumps({"type": "job.finished", "timestamp": rfc3339(now),
@@ -53,11 +53,10 @@ def deliver(ctx: WorkerContext, job_id: str, attempt: int,
     delivered = status is not None and 200 <= status < 300
     retryable = status is None or status in (408, 429) or status >= 500
     final = delivered or not retryable or attempt >= ctx.settings.webhook_max_attempts
-    state = "delivered" if delivered else ("failed" if final else "retrying")
-    ctx.store.r.hset(key, mapping={"state": state, "attempts": attempt, "last_status": status or "",
-                                   "last_error": error or (f"HTTP {status}" if not delivered else ""),
-                                   "last_at": repr(now)})
-    ctx.store.r.expire(key, max(60, int(job.expires_at - now)))
+    state = WebhookState.DELIVERED if delivered else (WebhookState.FAILED if final else WebhookState.RETRYING)
+    ctx.store.record_webhook_attempt(job_id, WebhookDelivery(
+        state=state, attempts=attempt, last_status=status,
+        last_error=error or (f"HTTP {status}" if not delivered else ""), last_at=now), keep_until=job.expires_at)
     log.info("webhook attempt", extra={"job_id": job_id, "attempt": attempt, "http_status": status,
                                        "state": state, "error": error})
     if final:

@@ -10,7 +10,7 @@
   const POLL_MS = 5000;
   const POLL_MAX_MS = 60000;
   const TOKEN_STORAGE = "nanoedit.admin_token";
-  // Highlight thresholds: the design's default alert rules (§7).
+  // Highlight thresholds: those of the built-in alert rules (monitoring/alerts/default_rules.toml, docs/alerts.md#rules).
   const BAD = { errorRate: 0.05, timeoutRate: 0.02, p95: 20, oldestAgeS: 120, beatAgeS: 60 };
   const LIMIT_FIELDS = [
     { name: "concurrency", label: "concurrency", input: "limit-concurrency" },

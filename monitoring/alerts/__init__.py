@@ -24,12 +24,12 @@ def build_engine(settings: Settings, r: redis.Redis, clock: Clock, *, notifier: 
                  rules: RuleSet | None = None) -> AlertEngine:
     """The engine for this deployment: rules from NANOEDIT_ALERT_RULES (or the defaults), configured channels."""
     return AlertEngine(r, settings.redis_prefix, clock, rules or load_rules(settings.alert_rules),
-                       notifier or build_notifier(settings))
+                       notifier or build_notifier(settings, clock=clock))
 
 
 def check_config(settings: Settings) -> RuleSet:
     """Load the rules and build the channels once, so a bad rules file or channel setting fails start-up loudly
-    (RulesError / ChannelConfigError, both ValueError) instead of at the first evaluation."""
+    (RulesError / ChannelConfigError, both `shared.errors.ConfigError`) instead of at the first evaluation."""
     rules = load_rules(settings.alert_rules)
     build_notifier(settings)
     return rules

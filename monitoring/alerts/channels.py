@@ -17,8 +17,7 @@ import json
 import logging
 import smtplib
 import socket
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -29,13 +28,14 @@ import requests
 from standardwebhooks.webhooks import Webhook
 
 from monitoring.alerts.model import FIRING, Notification
-from shared.clock import rfc3339
+from shared.clock import Clock, SystemClock, rfc3339
+from shared.errors import ConfigError
 
 USER_AGENT = "nanoedit-alerts/1"
 log = logging.getLogger("nanoedit.alerts")
 
 
-class ChannelConfigError(ValueError):
+class ChannelConfigError(ConfigError):
     """An alert channel is configured wrongly (fails start-up)."""
 
 
@@ -104,7 +104,7 @@ class WebhookChannel:
     name = "webhook"
 
     def __init__(self, url: str, secret: str, session: requests.Session | None = None,
-                 now: Callable[[], float] = time.time) -> None:
+                 clock: Clock | None = None) -> None:
         if not url.startswith(("http://", "https://")):
             raise ChannelConfigError("NANOEDIT_ALERT_WEBHOOK_URL must be an http(s) URL")
         if not secret:
@@ -116,7 +116,7 @@ class WebhookChannel:
             raise ChannelConfigError("NANOEDIT_ALERT_WEBHOOK_SECRET is not a valid whsec_<base64> secret") from None
         self.url = url
         self.session = session or requests.Session()
-        self.now = now  # wall clock: receivers reject signatures more than 5 minutes off
+        self.clock = clock or SystemClock()  # wall clock: receivers reject signatures more than 5 minutes off
 
     @staticmethod
     def body(message: Notification) -> str:
@@ -127,7 +127,7 @@ class WebhookChannel:
 
     def send(self, message: Notification, timeout_s: float) -> SendResult:
         body = self.body(message)
-        now = self.now()
+        now = self.clock.now()
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "webhook-id": message.id,
                    "webhook-timestamp": str(int(now)),
                    "webhook-signature": self.signer.sign(message.id, datetime.fromtimestamp(now, tz=UTC), body)}
@@ -188,3 +188,19 @@ class LogChannel:
         log.log(level, message.title, extra={"alert_notification": {k: v for k, v in message.to_dict().items()
                                                                      if k != "deliveries"}})
         return SendResult(True)
+
+
+class RecordingChannel:
+    """The in-package stub of `Channel` for tests: records every message and answers 200."""
+
+    name = "stub"
+
+    def __init__(self) -> None:
+        self.messages: list[Notification] = []
+
+    def send(self, message: Notification, timeout_s: float) -> SendResult:
+        self.messages.append(message)
+        return SendResult(True, 200)
+
+    def kinds(self) -> list[str]:
+        return [m.kind for m in self.messages]

@@ -4,14 +4,14 @@ Each channel runs in its own thread: attempts with a per-attempt timeout, retrie
 (`backoff_s` doubling, capped) while the failure is retryable (no answer, timeout, 408/429/5xx), at most
 `max_attempts`. A channel that hangs or fails only costs itself: the others deliver as soon as they can, and the
 whole send returns within `budget_s` even if a channel ignores its timeout (its thread is abandoned and the
-attempt recorded as given up). `sleep` is injected so tests never wait for backoff.
+attempt recorded as given up). The `Clock` is injected (backoff sleeps, attempt timestamps and durations) so
+tests never wait for backoff.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 
@@ -24,6 +24,7 @@ from monitoring.alerts.channels import (
     WebhookChannel,
 )
 from monitoring.alerts.model import DeliveryAttempt, Notification
+from shared.clock import Clock, SystemClock
 from shared.settings import Settings
 
 log = logging.getLogger("nanoedit.alerts")
@@ -37,14 +38,13 @@ BACKOFF_CAP_S = 4.0
 class Notifier:
     def __init__(self, channels: Sequence[Channel], *, timeout_s: float = TIMEOUT_S,
                  max_attempts: int = MAX_ATTEMPTS, backoff_s: float = BACKOFF_S, backoff_cap_s: float = BACKOFF_CAP_S,
-                 sleep: Callable[[float], None] = time.sleep, now: Callable[[], float] = time.time) -> None:
+                 clock: Clock | None = None) -> None:
         self.channels = list(channels)
         self.timeout_s = timeout_s
         self.max_attempts = max(1, max_attempts)
         self.backoff_s = backoff_s
         self.backoff_cap_s = backoff_cap_s
-        self.sleep = sleep
-        self.now = now
+        self.clock = clock or SystemClock()
 
     @property
     def channel_names(self) -> list[str]:
@@ -71,7 +71,7 @@ class Notifier:
         if not self.channels:
             return message
         pool = ThreadPoolExecutor(max_workers=len(self.channels), thread_name_prefix="nanoedit-alert")
-        started = self.now()
+        started, t0 = self.clock.now(), self.clock.monotonic()
         try:
             futures = [pool.submit(self._deliver, ch, message) for ch in self.channels]
             wait(futures, timeout=self.budget_s)
@@ -81,7 +81,7 @@ class Notifier:
                     attempts.extend(fut.result())
                 else:  # still running past the budget (or crashed outside its own guard)
                     attempts.append(DeliveryAttempt(ch.name, 0, False, None, "gave up: no result within "
-                                                    f"{self.budget_s:.0f} s", int((self.now() - started) * 1000),
+                                                    f"{self.budget_s:.0f} s", int((self.clock.monotonic() - t0) * 1000),
                                                     started))
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -93,36 +93,36 @@ class Notifier:
     def _deliver(self, channel: Channel, message: Notification) -> list[DeliveryAttempt]:
         attempts: list[DeliveryAttempt] = []
         for n in range(1, self.max_attempts + 1):
-            at = self.now()
-            t0 = time.perf_counter()
+            at = self.clock.now()
+            t0 = self.clock.monotonic()
             try:
                 result = channel.send(message, self.timeout_s)
             except Exception as exc:  # a channel must never break evaluation or the other channels
                 result = SendResult(False, None, type(exc).__name__, retryable=True)
             attempts.append(DeliveryAttempt(channel.name, n, result.ok, result.status, result.error,
-                                            int((time.perf_counter() - t0) * 1000), at))
+                                            int((self.clock.monotonic() - t0) * 1000), at))
             log.info("alert delivery attempt", extra={"message_id": message.id, "channel": channel.name,
                                                       "attempt": n, "ok": result.ok, "http_status": result.status,
                                                       "error": result.error})
             if result.ok or not result.retryable:
                 break
             if n < self.max_attempts:
-                self.sleep(self.backoff(n))
+                self.clock.sleep(self.backoff(n))
         return attempts
 
 
-def build_channels(settings: Settings) -> list[Channel]:
+def build_channels(settings: Settings, clock: Clock | None = None) -> list[Channel]:
     """Every configured channel; the log channel is always on. Raises ChannelConfigError on a bad config."""
     channels: list[Channel] = [LogChannel()]
     if settings.slack_webhook_url:
         channels.append(SlackChannel(settings.slack_webhook_url))
     if settings.alert_webhook_url or settings.alert_webhook_secret:
-        channels.append(WebhookChannel(settings.alert_webhook_url, settings.alert_webhook_secret))
+        channels.append(WebhookChannel(settings.alert_webhook_url, settings.alert_webhook_secret, clock=clock))
     if settings.smtp_url or settings.alert_email_to:
         to = [a.strip() for a in settings.alert_email_to.split(",") if a.strip()]
         channels.append(EmailChannel(settings.smtp_url, to))
     return channels
 
 
-def build_notifier(settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> Notifier:
-    return Notifier(build_channels(settings), sleep=sleep)
+def build_notifier(settings: Settings, *, clock: Clock | None = None) -> Notifier:
+    return Notifier(build_channels(settings, clock), clock=clock)

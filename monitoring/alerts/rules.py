@@ -28,6 +28,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from shared.errors import ConfigError
+
 SEVERITIES = ("low", "medium", "high", "critical")  # ascending: escalation means a higher index
 DEFAULT_COOLDOWNS_S: Mapping[str, float] = {"critical": 300.0, "high": 900.0, "medium": 3600.0, "low": 14400.0}
 DEFAULT_GROUP_INTERVAL_S = 300.0
@@ -42,7 +44,7 @@ _RULE_KEYS = {"name", "group", "severity", "summary", "description", "metric", "
               "burn_rate", "for_s", "keep_firing_for_s", "samples", "min_samples", "on_null", "queues"}
 
 
-class RulesError(ValueError):
+class RulesError(ConfigError):
     """The rules file is unreadable or invalid; the message names the file and the rule."""
 
 

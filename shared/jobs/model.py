@@ -1,44 +1,85 @@
-"""The job: states, stages, allowed transitions, and the record as stored and as shown to clients.
+"""The job: its statuses and stages, the allowed transitions, and the typed records it is made of.
 
-The record lives in a Redis hash (see `shared.jobs.store`); this module is pure (no I/O) so the rules can be
-read and tested on their own.
+Pure (no I/O): the rules can be read and tested on their own. The record lives in Redis and only
+`shared.jobs.store.JobStore` reads or writes it; everything else receives the frozen records defined here
+(`Job`, `OutputResult`, `JobError`, `Attempt`, `WebhookDelivery`, `PreparedInput`) and the `JobStatus` /
+`JobStage` enums, never raw hashes or bare strings. The public JSON of a job is `shared.jobs.view`.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
-from shared.clock import rfc3339
 
-QUEUED = "queued"
-RUNNING = "running"
-SUCCEEDED = "succeeded"
-PARTIALLY_SUCCEEDED = "partially_succeeded"
-FAILED = "failed"
-CANCELING = "canceling"
-CANCELED = "canceled"
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIALLY_SUCCEEDED = "partially_succeeded"
+    FAILED = "failed"
+    CANCELING = "canceling"
+    CANCELED = "canceled"
 
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, CANCELING, CANCELED)
-TERMINAL = frozenset({SUCCEEDED, PARTIALLY_SUCCEEDED, FAILED, CANCELED})
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
 
-STAGES = ("queued", "preprocessing", "waiting_for_quota", "generating", "storing", "done")
 
+class JobStage(StrEnum):
+    QUEUED = "queued"
+    PREPROCESSING = "preprocessing"
+    WAITING_FOR_QUOTA = "waiting_for_quota"
+    GENERATING = "generating"
+    STORING = "storing"
+    DONE = "done"
+
+
+class OutputStatus(StrEnum):
+    """How one requested output ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+class WebhookState(StrEnum):
+    PENDING = "pending"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        return self in (WebhookState.DELIVERED, WebhookState.FAILED)
+
+
+# An attempt's outcome when the provider answered with a result; failures use the error table's outcome names.
+ATTEMPT_SUCCEEDED = "succeeded"
+
+STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)
+STAGES: tuple[JobStage, ...] = tuple(JobStage)
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.PARTIALLY_SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELING})
 OPERATIONS = ("edit", "compose", "style_transfer")
 
 # new status -> statuses it may be entered from. A terminal status is never left (no entry lists one).
-TRANSITIONS: dict[str, frozenset[str]] = {
-    RUNNING: frozenset({QUEUED}),
-    CANCELING: frozenset({RUNNING}),
-    CANCELED: frozenset({QUEUED, RUNNING, CANCELING}),
-    SUCCEEDED: frozenset({RUNNING}),
-    PARTIALLY_SUCCEEDED: frozenset({RUNNING}),
-    FAILED: frozenset({QUEUED, RUNNING, CANCELING}),
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.RUNNING: frozenset({JobStatus.QUEUED}),
+    JobStatus.CANCELING: frozenset({JobStatus.RUNNING}),
+    JobStatus.CANCELED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELING}),
+    JobStatus.SUCCEEDED: frozenset({JobStatus.RUNNING}),
+    JobStatus.PARTIALLY_SUCCEEDED: frozenset({JobStatus.RUNNING}),
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELING}),
 }
 
-ACTIVE = frozenset({QUEUED, RUNNING, CANCELING})
+# Backwards-compatible module constants (the enum members are the same strings).
+QUEUED, RUNNING, SUCCEEDED = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED
+PARTIALLY_SUCCEEDED, FAILED = JobStatus.PARTIALLY_SUCCEEDED, JobStatus.FAILED
+CANCELING, CANCELED = JobStatus.CANCELING, JobStatus.CANCELED
 
 _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -48,8 +89,140 @@ def is_valid_job_id(value: str) -> bool:
     return bool(_JOB_ID.match(value))
 
 
+class _ReadsLikeJson:
+    """Records also read like the JSON they are stored as (`record["code"]`), for views and callers that treat
+    them as the wire shape. Unknown names raise KeyError, as a dict would."""
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in {f.name for f in fields(self)}:  # type: ignore[arg-type]
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+
+@dataclass(frozen=True, slots=True)
+class JobError(_ReadsLikeJson):
+    """An error as stored on a job (`job.error`) or on one output: the public error body minus the request."""
+
+    code: str
+    message: str
+    details: str = ""
+    suggestion: str = ""
+    status_code: int = 500
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details,
+                "suggestion": self.suggestion, "status_code": self.status_code}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> JobError:
+        return cls(code=str(d.get("code") or "internal_error"), message=str(d.get("message") or ""),
+                   details=str(d.get("details") or ""), suggestion=str(d.get("suggestion") or ""),
+                   status_code=int(d.get("status_code") or 500))
+
+
+@dataclass(frozen=True, slots=True)
+class OutputResult(_ReadsLikeJson):
+    """How output n ended; written once (first write wins)."""
+
+    status: OutputStatus
+    mime_type: str = ""
+    width: int = 0
+    height: int = 0
+    bytes: int = 0
+    sha256: str = ""
+    error: JobError | None = None
+    billed: bool = False  # canceled after a provider call that was billed
+
+    @classmethod
+    def succeeded(cls, *, mime_type: str, width: int, height: int, size: int, sha256: str) -> OutputResult:
+        return cls(OutputStatus.SUCCEEDED, mime_type=mime_type, width=width, height=height, bytes=size,
+                   sha256=sha256)
+
+    @classmethod
+    def failed(cls, error: JobError) -> OutputResult:
+        return cls(OutputStatus.FAILED, error=error)
+
+    @classmethod
+    def canceled(cls, *, billed: bool = False) -> OutputResult:
+        return cls(OutputStatus.CANCELED, billed=billed)
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.status == OutputStatus.SUCCEEDED:
+            return {"status": self.status.value, "mime_type": self.mime_type, "width": self.width,
+                    "height": self.height, "bytes": self.bytes, "sha256": self.sha256}
+        d: dict[str, Any] = {"status": self.status.value}
+        if self.error is not None:
+            d["error"] = self.error.to_dict()
+        if self.billed:
+            d["billed"] = True
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OutputResult:
+        err = d.get("error")
+        return cls(OutputStatus(d.get("status") or OutputStatus.FAILED), mime_type=str(d.get("mime_type") or ""),
+                   width=int(d.get("width") or 0), height=int(d.get("height") or 0),
+                   bytes=int(d.get("bytes") or 0), sha256=str(d.get("sha256") or ""),
+                   error=JobError.from_dict(err) if isinstance(err, dict) else None, billed=bool(d.get("billed")))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt(_ReadsLikeJson):
+    """One provider call for one output."""
+
+    output: int
+    n: int  # attempt number (retries count up; waits for quota do not)
+    outcome: str  # ATTEMPT_SUCCEEDED or an error-table outcome
+    at: str | None  # RFC 3339
+    duration_ms: int
+    error_code: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "n": self.n, "outcome": self.outcome, "at": self.at,
+                "duration_ms": self.duration_ms, "error_code": self.error_code}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Attempt:
+        return cls(output=int(d.get("output") or 0), n=int(d.get("n") or 1), outcome=str(d.get("outcome") or ""),
+                   at=d.get("at"), duration_ms=int(d.get("duration_ms") or 0), error_code=d.get("error_code"))
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery(_ReadsLikeJson):
+    """Where a job's webhook delivery stands (kept beside the record, which never changes once terminal)."""
+
+    state: WebhookState = WebhookState.PENDING
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str = ""
+    last_at: float | None = None
+
+    def to_hash(self) -> dict[str, str]:
+        return {"state": self.state.value, "attempts": str(self.attempts),
+                "last_status": "" if self.last_status is None else str(self.last_status),
+                "last_error": self.last_error, "last_at": "" if self.last_at is None else repr(self.last_at)}
+
+    @classmethod
+    def from_hash(cls, h: dict[str, str]) -> WebhookDelivery:
+        return cls(state=WebhookState(h.get("state") or WebhookState.PENDING),
+                   attempts=int(h.get("attempts") or 0),
+                   last_status=int(h["last_status"]) if h.get("last_status") else None,
+                   last_error=h.get("last_error") or "",
+                   last_at=float(h["last_at"]) if h.get("last_at") else None)
+
+
 @dataclass(frozen=True, slots=True)
 class InputMeta:
+    """An input image as accepted at intake."""
+
     index: int
     mime_type: str
     bytes: int
@@ -67,14 +240,34 @@ class InputMeta:
                    int(d["height"]), str(d["sha256"]))
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedInput:
+    """An input after preprocessing (oriented, sRGB, bounded), as sent to the provider."""
+
+    index: int
+    mime_type: str
+    width: int
+    height: int
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "mime_type": self.mime_type, "width": self.width, "height": self.height,
+                "bytes": self.bytes}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PreparedInput:
+        return cls(index=int(d["index"]), mime_type=str(d.get("mime_type") or "image/png"),
+                   width=int(d.get("width") or 0), height=int(d.get("height") or 0), bytes=int(d.get("bytes") or 0))
+
+
 @dataclass(slots=True)
 class Job:
     """A job as read from Redis. Times are epoch seconds (float) or None."""
 
     id: str
     owner: str
-    status: str
-    stage: str
+    status: JobStatus
+    stage: JobStage
     operation: str
     num_images: int
     instruction: str
@@ -94,21 +287,32 @@ class Job:
     cancel_requested: bool = False
     billed_calls: int = 0
     text: str | None = None
-    error: dict[str, Any] | None = None
+    error: JobError | None = None
     request_hash: str = ""
     cached_from: str = ""
-    outputs: dict[int, dict[str, Any]] = field(default_factory=dict)
-    attempts: list[dict[str, Any]] = field(default_factory=list)
-    webhook_delivery: dict[str, str] = field(default_factory=dict)
+    outputs: dict[int, OutputResult] = field(default_factory=dict)
+    attempts: list[Attempt] = field(default_factory=list)
+    webhook_delivery: WebhookDelivery | None = None
+
+    def __post_init__(self) -> None:
+        self.status = JobStatus(self.status)  # callers may pass the plain string
+        self.stage = JobStage(self.stage)
 
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
 
+    @property
+    def canceling(self) -> bool:
+        return self.cancel_requested or self.status == JobStatus.CANCELING
+
+    def outputs_with(self, status: OutputStatus) -> list[OutputResult]:
+        return [o for o in self.outputs.values() if o.status == status]
+
     def to_hash(self) -> dict[str, str]:
         """The Redis hash fields written at creation (outputs/attempts live in their own keys)."""
-        h = {
-            "id": self.id, "owner": self.owner, "status": self.status, "stage": self.stage,
+        return {
+            "id": self.id, "owner": self.owner, "status": str(self.status), "stage": str(self.stage),
             "operation": self.operation, "num_images": str(self.num_images),
             "instruction": self.instruction, "image_description": self.image_description,
             "created_at": repr(self.created_at), "expires_at": repr(self.expires_at),
@@ -119,18 +323,18 @@ class Job:
             "cached_from": self.cached_from,
             "cancel_requested": "1" if self.cancel_requested else "0",
         }
-        return h
 
     @classmethod
     def from_hash(cls, h: dict[str, str], outputs: dict[str, str] | None = None,
-                  attempts: list[str] | None = None) -> Job:
+                  attempts: list[str] | None = None, webhook: dict[str, str] | None = None) -> Job:
         def f(name: str) -> float | None:
             v = h.get(name, "")
             return float(v) if v else None
 
         err = h.get("error", "")
         return cls(
-            id=h["id"], owner=h.get("owner", ""), status=h["status"], stage=h.get("stage", "queued"),
+            id=h["id"], owner=h.get("owner", ""), status=JobStatus(h["status"]),
+            stage=JobStage(h.get("stage") or JobStage.QUEUED),
             operation=h.get("operation", "edit"), num_images=int(h.get("num_images", "1")),
             instruction=h.get("instruction", ""), image_description=h.get("image_description", ""),
             created_at=float(h["created_at"]), expires_at=float(h["expires_at"]),
@@ -143,73 +347,10 @@ class Job:
             cancel_requested=h.get("cancel_requested") == "1",
             billed_calls=int(h.get("billed_calls") or 0),
             text=h.get("text") or None,
-            error=json.loads(err) if err else None,
+            error=JobError.from_dict(json.loads(err)) if err else None,
             request_hash=h.get("request_hash", ""),
             cached_from=h.get("cached_from", ""),
-            outputs={int(k): json.loads(v) for k, v in (outputs or {}).items()},
-            attempts=[json.loads(a) for a in (attempts or [])],
+            outputs={int(k): OutputResult.from_dict(json.loads(v)) for k, v in (outputs or {}).items()},
+            attempts=[Attempt.from_dict(json.loads(a)) for a in (attempts or [])],
+            webhook_delivery=WebhookDelivery.from_hash(webhook) if webhook else None,
         )
-
-
-def _ms(start: float | None, end: float | None) -> int | None:
-    if start is None or end is None:
-        return None
-    return max(0, round((end - start) * 1000))
-
-
-def _webhook_view(job: Job) -> dict[str, Any] | None:
-    if not job.webhook_url:
-        return None
-    d = job.webhook_delivery
-    return {"url": job.webhook_url, "state": d.get("state", "pending"), "attempts": int(d.get("attempts", 0)),
-            "last_status": int(d["last_status"]) if d.get("last_status") else None,
-            "last_error": d.get("last_error") or None}
-
-
-def public_view(job: Job, *, base_url: str = "", queue_position: int | None = None,
-                estimated_wait_s: float | None = None) -> dict[str, Any]:
-    """The design §4 job object."""
-    self_url = f"{base_url}/v1/jobs/{job.id}"
-    outputs = []
-    output_errors = []
-    for index in sorted(job.outputs):
-        o = job.outputs[index]
-        if o.get("status") == "succeeded":
-            outputs.append({"index": index, "url": f"{self_url}/outputs/{index}",
-                            "mime_type": o["mime_type"], "width": o["width"], "height": o["height"],
-                            "bytes": o["bytes"]})
-        elif o.get("error"):
-            output_errors.append({"index": index, **o["error"]})
-    done = sum(1 for o in job.outputs.values() if o.get("status") in ("succeeded", "failed", "canceled"))
-    view: dict[str, Any] = {
-        "id": job.id,
-        "status": job.status,
-        "operation": job.operation,
-        "num_images": job.num_images,
-        "created_at": rfc3339(job.created_at),
-        "started_at": rfc3339(job.started_at),
-        "finished_at": rfc3339(job.finished_at),
-        "expires_at": rfc3339(job.expires_at),
-        "queue_position": queue_position,
-        "estimated_wait_s": estimated_wait_s,
-        "stage": job.stage,
-        "progress": {"outputs_done": done, "outputs_total": job.num_images},
-        "attempts": job.attempts,
-        "timings": {
-            "queued_ms": _ms(job.created_at, job.started_at),
-            "preprocess_ms": _ms(job.preprocess_started_at, job.preprocess_done_at),
-            "generate_ms": _ms(job.preprocess_done_at, job.generate_done_at),
-            "total_ms": _ms(job.created_at, job.finished_at),
-        },
-        "outputs": outputs,
-        "output_errors": output_errors,
-        "text": job.text,
-        "error": job.error,
-        "provider": job.provider,
-        "model": job.model or None,
-        "billed_provider_calls": job.billed_calls,
-        "cached_from": job.cached_from or None,
-        "webhook": _webhook_view(job),
-        "links": {"self": self_url, "cancel": self_url},
-    }
-    return view

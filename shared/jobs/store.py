@@ -1,9 +1,11 @@
-"""JobStore: the durable job record in Redis and every state change of it.
+"""JobStore: the one owner of the durable job record in Redis and of every key about jobs.
 
-Owns: the record hash, per-output results, attempts, the waiting sets (queue position in O(log n)), the expiry
-and deadline indexes, the per-owner index and the finished-per-minute counters used for ETA. All status
-changes go through one Lua compare-and-set (`_UPDATE_IF`), so a terminal job never changes again and exactly
-one caller wins the terminal write (it alone runs the side effects hung off it).
+Owns: the record hash, per-output results, attempts, webhook delivery state, the waiting sets (queue position in
+O(log n)), the expiry and deadline indexes, the per-owner index, the recent finishes used for ETA, the delivery
+counters of the poison guard, idempotency keys and the result cache. Nothing outside `shared.jobs` reads or
+writes these keys or holds the Redis handle used here (tests/test_ownership.py enforces it): each write has a
+named method below. Every status change goes through one Lua compare-and-set (`_UPDATE_IF`), so a terminal job
+never changes again and exactly one caller wins the terminal write (it alone runs the side effects hung off it).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hashlib
 import json
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -21,10 +23,25 @@ import redis
 from shared.blobs import BlobStore, job_prefix
 from shared.clock import Clock
 from shared.errors import Gone, job_error
-from shared.jobs.model import ACTIVE, CANCELED, CANCELING, QUEUED, TERMINAL, TRANSITIONS, Job
-from shared.redis_conn import Keys
+from shared.jobs.keys import JobKeys
+from shared.jobs.model import (
+    ACTIVE,
+    TERMINAL,
+    TRANSITIONS,
+    Attempt,
+    Job,
+    JobError,
+    JobStage,
+    JobStatus,
+    OutputResult,
+    PreparedInput,
+    WebhookDelivery,
+)
 
 log = logging.getLogger("nanoedit.jobs")
+
+# The stages a job waits in line for (the Celery queues of the same names).
+WAITING_QUEUES = ("preprocess", "generate")
 
 # KEYS[1] = job hash. ARGV[1] = comma-separated statuses the job must be in (callers list them all).
 # ARGV[2..] = field/value pairs to set. Returns {1, old} on success, {0, old} when
@@ -46,11 +63,13 @@ redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('HLEN', KEYS[1])
 """
 
+TerminalHook = Callable[[str], None]
+
 
 @dataclass(frozen=True, slots=True)
 class CasResult:
     ok: bool
-    previous: str | None  # None when the job does not exist
+    previous: JobStatus | None  # None when the job does not exist
 
 
 class JobStore:
@@ -60,100 +79,136 @@ class JobStore:
     THROUGHPUT_WINDOW_S = 300
     THROUGHPUT_MAX_SAMPLES = 2000
 
-    def __init__(self, r: redis.Redis, keys: Keys, clock: Clock,
-                 on_terminal: Callable[[str], None] | None = None) -> None:
-        self.r = r
-        self.on_terminal = on_terminal  # called once per job, by the winner of the terminal write
-        self.keys = keys
+    def __init__(self, r: redis.Redis, prefix: str, clock: Clock, on_terminal: TerminalHook | None = None) -> None:
+        self._r = r
+        self._keys = JobKeys(prefix)
         self.clock = clock
-        self._update_if = r.register_script(_UPDATE_IF)
+        self.on_terminal = on_terminal  # called once per job, by the winner of the terminal write
+        self._update_if_script = r.register_script(_UPDATE_IF)
         self._record_output = r.register_script(_RECORD_OUTPUT)
 
     # -- creation and reads -------------------------------------------------------------------------
     def create(self, job: Job, *, waiting_queue: str = "preprocess") -> None:
         """Write the record and its indexes in one transaction; call before enqueueing anything."""
         created_ms = job.created_at * 1000
-        pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.keys.job(job.id), mapping=cast("dict[Any, Any]", job.to_hash()))
-        pipe.zadd(self.keys.expiry, {job.id: job.expires_at})
-        pipe.zadd(self.keys.deadlines, {job.id: job.deadline_at})
-        pipe.zadd(self.keys.owner_jobs(job.owner), {job.id: created_ms})
-        pipe.zadd(self.keys.waiting(waiting_queue), {job.id: created_ms})
+        k = self._keys
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hset(k.job(job.id), mapping=cast("dict[Any, Any]", job.to_hash()))
+        pipe.zadd(k.expiry, {job.id: job.expires_at})
+        pipe.zadd(k.deadlines, {job.id: job.deadline_at})
+        pipe.zadd(k.owner_jobs(job.owner), {job.id: created_ms})
+        pipe.zadd(k.waiting(waiting_queue), {job.id: created_ms})
         pipe.execute()
 
     def get(self, job_id: str) -> Job | None:
         """The job, or None if unknown. Raises Gone if it expired (deleted or past expires_at)."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.hgetall(self.keys.job(job_id))
-        pipe.hgetall(self.keys.job_outputs(job_id))
-        pipe.lrange(self.keys.job_attempts(job_id), 0, -1)
-        pipe.exists(self.keys.gone(job_id))
-        pipe.hgetall(self.keys.job_webhook(job_id))
+        k = self._keys
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hgetall(k.job(job_id))
+        pipe.hgetall(k.outputs(job_id))
+        pipe.lrange(k.attempts(job_id), 0, -1)
+        pipe.exists(k.gone(job_id))
+        pipe.hgetall(k.webhook(job_id))
         h, outputs, attempts, gone, webhook = pipe.execute()
         if not h:
             if gone:
                 raise Gone(f"job {job_id} expired and was deleted")
             return None
-        job = Job.from_hash(h, outputs, attempts)
-        job.webhook_delivery = dict(webhook)
+        job = Job.from_hash(h, outputs, attempts, webhook)
         if job.expires_at <= self.clock.now():
             raise Gone(f"job {job_id} expired at {job.expires_at:.0f}")
         return job
 
     def owner_of(self, job_id: str) -> str | None:
         """The owner of a live or expired-but-not-yet-swept job; None if unknown or swept."""
-        value = self.r.hget(self.keys.job(job_id), "owner")
+        value = self._r.hget(self._keys.job(job_id), "owner")
         return str(value) if value is not None else None
 
-    def status_of(self, job_id: str) -> str | None:
-        value = self.r.hget(self.keys.job(job_id), "status")
-        return str(value) if value is not None else None
+    def status_of(self, job_id: str) -> JobStatus | None:
+        value = self._r.hget(self._keys.job(job_id), "status")
+        return JobStatus(str(value)) if value is not None else None
 
     def cancel_requested(self, job_id: str) -> bool:
-        return self.r.hget(self.keys.job(job_id), "cancel_requested") == "1"
+        return self._r.hget(self._keys.job(job_id), "cancel_requested") == "1"
+
+    def generate_enqueued(self, job_id: str) -> bool:
+        """True once every generate task of the job was sent (a redelivered preprocess must stop)."""
+        return self._r.hget(self._keys.job(job_id), "generate_enqueued") == "1"
+
+    def prepared_inputs(self, job_id: str) -> dict[int, PreparedInput]:
+        """What preprocessing stored for each input, by input index."""
+        raw = self._r.hget(self._keys.job(job_id), "prepared") or "[]"
+        return {p.index: p for p in (PreparedInput.from_dict(d) for d in json.loads(str(raw)))}
 
     # -- state changes ------------------------------------------------------------------------------
-    def update_if(self, job_id: str, statuses: Iterable[str], fields: dict[str, Any]) -> CasResult:
+    def _update_if(self, job_id: str, statuses: Iterable[str], fields: dict[str, Any]) -> CasResult:
         """Set `fields` only if the job's status is one of `statuses` (atomic)."""
         flat: list[str] = []
-        for k, v in fields.items():
-            flat += [k, _encode(v)]
-        code, prev = self._update_if(keys=[self.keys.job(job_id)], args=[",".join(statuses), *flat])
-        return CasResult(ok=int(code) == 1, previous=(str(prev) if int(code) != -1 else None))
+        for name, value in fields.items():
+            flat += [name, _encode(value)]
+        code, prev = self._update_if_script(keys=[self._keys.job(job_id)], args=[",".join(statuses), *flat])
+        return CasResult(ok=int(code) == 1, previous=(JobStatus(str(prev)) if int(code) != -1 else None))
 
-    def transition(self, job_id: str, to: str, fields: dict[str, Any] | None = None) -> CasResult:
-        """Move to status `to` if allowed from the current status (design §4 states)."""
-        allowed = TRANSITIONS[to]
-        result = self.update_if(job_id, allowed, {"status": to, **(fields or {})})
+    def transition(self, job_id: str, to: JobStatus | str, fields: dict[str, Any] | None = None) -> CasResult:
+        """Move to status `to` if the state machine allows it from the current status."""
+        to = JobStatus(to)
+        result = self._update_if(job_id, TRANSITIONS[to], {"status": to, **(fields or {})})
         if result.ok and to in TERMINAL:
             self._after_terminal(job_id)
         return result
 
-    def set_stage(self, job_id: str, stage: str, extra: dict[str, Any] | None = None) -> bool:
-        return self.update_if(job_id, ACTIVE, {"stage": stage, **(extra or {})}).ok
+    def set_stage(self, job_id: str, stage: JobStage | str) -> bool:
+        """Record the stage of an active job (never touches a finished one)."""
+        return self._update_if(job_id, ACTIVE, {"stage": JobStage(stage)}).ok
 
-    def finish(self, job_id: str, status: str, *, error: dict[str, Any] | None = None,
-               text: str | None = None, extra: dict[str, Any] | None = None) -> CasResult:
-        """The one terminal write. Only the caller that gets ok=True may fire webhooks/metrics."""
-        assert status in TERMINAL
+    def start_preprocessing(self, job_id: str) -> CasResult:
+        """queued → running, stage preprocessing (one starter wins)."""
         now = self.clock.now()
-        fields: dict[str, Any] = {"stage": "done", "finished_at": now, **(extra or {})}
+        return self.transition(job_id, JobStatus.RUNNING, {"started_at": now, "stage": JobStage.PREPROCESSING,
+                                                            "preprocess_started_at": now})
+
+    def mark_prepared(self, job_id: str, prepared: Sequence[PreparedInput]) -> bool:
+        """Preprocessing is done: the prepared inputs are stored and generation starts."""
+        return self._update_if(job_id, ACTIVE, {
+            "stage": JobStage.GENERATING, "preprocess_done_at": self.clock.now(),
+            "prepared": json.dumps([p.to_dict() for p in prepared])}).ok
+
+    def mark_generate_enqueued(self, job_id: str) -> bool:
+        """Every generate task of the job was sent; a redelivered preprocess task stops at this."""
+        return self._update_if(job_id, (JobStatus.RUNNING, JobStatus.CANCELING), {"generate_enqueued": "1"}).ok
+
+    def set_text(self, job_id: str, text: str) -> bool:
+        """Text the provider returned beside an image (the last one wins)."""
+        return self._update_if(job_id, (JobStatus.RUNNING, JobStatus.CANCELING), {"text": text}).ok
+
+    def finish(self, job_id: str, status: JobStatus | str, *, error: JobError | None = None,
+               text: str | None = None, generate_done_at: float | None = None) -> CasResult:
+        """The one terminal write. Only the caller that gets ok=True may fire webhooks/metrics."""
+        status = JobStatus(status)
+        assert status in TERMINAL
+        fields: dict[str, Any] = {"stage": JobStage.DONE, "finished_at": self.clock.now()}
+        if generate_done_at is not None:
+            fields["generate_done_at"] = generate_done_at
         if error is not None:
-            fields["error"] = json.dumps(error)
+            fields["error"] = json.dumps(error.to_dict())
         if text:
             fields["text"] = text
         return self.transition(job_id, status, fields)
 
+    def fail(self, job_id: str, code: str, details: str) -> bool:
+        """End a job with an error from outside the normal flow (bad input, poison message, crash)."""
+        return self.finish(job_id, JobStatus.FAILED, error=job_error(code, details)).ok
+
     def _after_terminal(self, job_id: str) -> None:
         now = self.clock.now()
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zrem(self.keys.deadlines, job_id)
-        pipe.zrem(self.keys.waiting("preprocess"), job_id)
-        pipe.zrem(self.keys.waiting("generate"), job_id)
-        recent = self.keys.recent_finishes
-        pipe.zadd(recent, {job_id: now})
-        pipe.zremrangebyscore(recent, "-inf", now - self.THROUGHPUT_WINDOW_S)
-        pipe.zremrangebyrank(recent, 0, -self.THROUGHPUT_MAX_SAMPLES - 1)
+        k = self._keys
+        pipe = self._r.pipeline(transaction=False)
+        pipe.zrem(k.deadlines, job_id)
+        for queue in WAITING_QUEUES:
+            pipe.zrem(k.waiting(queue), job_id)
+        pipe.zadd(k.recent_finishes, {job_id: now})
+        pipe.zremrangebyscore(k.recent_finishes, "-inf", now - self.THROUGHPUT_WINDOW_S)
+        pipe.zremrangebyrank(k.recent_finishes, 0, -self.THROUGHPUT_MAX_SAMPLES - 1)
         pipe.execute()
         if self.on_terminal is not None:
             try:
@@ -166,18 +221,18 @@ class JobStore:
 
         Returns ok=True with previous=the status it was in; ok=False when the job is terminal or unknown.
         """
-        fields = {"status": CANCELED, "stage": "done", "finished_at": self.clock.now(),
-                  "cancel_requested": "1", "error": json.dumps(job_error(
-                      "canceled", "canceled by the client before it started"))}
-        queued = self.update_if(job_id, [QUEUED], fields)
+        error = job_error("canceled", "canceled by the client before it started")
+        fields = {"status": JobStatus.CANCELED, "stage": JobStage.DONE, "finished_at": self.clock.now(),
+                  "cancel_requested": "1", "error": json.dumps(error.to_dict())}
+        queued = self._update_if(job_id, [JobStatus.QUEUED], fields)
         if queued.ok:
             self._after_terminal(job_id)
             return queued
         if queued.previous is None or queued.previous in TERMINAL:
             return queued
-        if queued.previous == CANCELING:
-            return CasResult(ok=True, previous=CANCELING)
-        return self.transition(job_id, CANCELING, {"cancel_requested": "1"})
+        if queued.previous == JobStatus.CANCELING:
+            return CasResult(ok=True, previous=JobStatus.CANCELING)
+        return self.transition(job_id, JobStatus.CANCELING, {"cancel_requested": "1"})
 
     def cancel_now_if_idle(self, job_id: str, busy: Callable[[], bool]) -> bool:
         """Finish a `canceling` job at once when none of its outputs is at the provider.
@@ -186,80 +241,111 @@ class JobStore:
         so if `busy()` (leases held for this job) is false now, no provider call for this job can start later.
         Only once generate tasks exist (before that, preprocessing sees the flag and ends the job itself).
         """
-        h = self.r.hmget(self.keys.job(job_id), ["status", "generate_enqueued", "num_images", "billed_calls"])
-        if h[0] != CANCELING or h[1] != "1" or busy():
+        h = self._r.hmget(self._keys.job(job_id), ["status", "generate_enqueued", "num_images"])
+        if h[0] != JobStatus.CANCELING or h[1] != "1" or busy():
             return False
+        canceled = json.dumps(OutputResult.canceled().to_dict())
         for index in range(int(h[2] or 1)):
-            self.r.hsetnx(self.keys.job_outputs(job_id), str(index), json.dumps({"status": "canceled"}))
-        billed = int(self.r.hget(self.keys.job(job_id), "billed_calls") or 0)
-        return self.finish(job_id, CANCELED, error=job_error(
-            "canceled", f"canceled by the client; billed provider calls: {billed}")).ok
+            self._r.hsetnx(self._keys.outputs(job_id), str(index), canceled)
+        return self.finish_canceled(job_id).ok
 
-    def record_output(self, job_id: str, index: int, result: dict[str, Any]) -> int:
-        """Store one output's result; returns how many outputs are resolved (-1: job gone)."""
-        return int(self._record_output(keys=[self.keys.job_outputs(job_id), self.keys.job(job_id)],
-                                       args=[index, json.dumps(result)]))
+    def finish_canceled(self, job_id: str, *, generate_done_at: float | None = None) -> CasResult:
+        """The terminal write of a job the client canceled after it started; says what was billed."""
+        billed = int(self._r.hget(self._keys.job(job_id), "billed_calls") or 0)
+        return self.finish(job_id, JobStatus.CANCELED, generate_done_at=generate_done_at, error=job_error(
+            "canceled", f"canceled by the client; billed provider calls: {billed}"))
 
-    def add_attempt(self, job_id: str, attempt: dict[str, Any]) -> None:
-        self.r.rpush(self.keys.job_attempts(job_id), json.dumps(attempt))
+    # -- outputs and attempts -----------------------------------------------------------------------
+    def record_output(self, job_id: str, index: int, result: OutputResult) -> int:
+        """Store one output's result (first write wins); returns how many outputs are resolved (-1: job gone)."""
+        return int(self._record_output(keys=[self._keys.outputs(job_id), self._keys.job(job_id)],
+                                       args=[index, json.dumps(result.to_dict())]))
+
+    def fail_output(self, job_id: str, index: int, error: JobError) -> int:
+        """Output `index` will not be produced; returns how many outputs are resolved (-1: job gone)."""
+        return self.record_output(job_id, index, OutputResult.failed(error))
+
+    def add_attempt(self, job_id: str, attempt: Attempt) -> None:
+        self._r.rpush(self._keys.attempts(job_id), json.dumps(attempt.to_dict()))
 
     def add_billed_call(self, job_id: str) -> None:
-        self.r.hincrby(self.keys.job(job_id), "billed_calls", 1)
+        self._r.hincrby(self._keys.job(job_id), "billed_calls", 1)
 
     # -- idempotency and result cache ---------------------------------------------------------------
     def claim_idempotency(self, owner: str, key: str, job_id: str, fingerprint: str,
                           ttl_s: int) -> tuple[str, str] | None:
         """Claim `key` for a new job. Returns None when claimed, else (existing job id, its fingerprint)."""
-        k = self.keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest())
-        if self.r.set(k, f"{job_id}:{fingerprint}", nx=True, ex=ttl_s):
+        k = self._keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest())
+        if self._r.set(k, f"{job_id}:{fingerprint}", nx=True, ex=ttl_s):
             return None
-        existing = str(self.r.get(k) or ":")
+        existing = str(self._r.get(k) or ":")
         job, _, fp = existing.partition(":")
         return job, fp
 
     def release_idempotency(self, owner: str, key: str) -> None:
-        self.r.delete(self.keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest()))
+        self._r.delete(self._keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest()))
 
     def remember_result(self, request_hash: str, job_id: str, ttl_s: int) -> None:
         if request_hash and ttl_s > 0:
-            self.r.set(self.keys.result_cache(request_hash), job_id, ex=ttl_s)
+            self._r.set(self._keys.result_cache(request_hash), job_id, ex=ttl_s)
 
     def cached_result(self, request_hash: str) -> Job | None:
         """A succeeded, unexpired job with the same request hash, if the cache still points at one."""
-        job_id = self.r.get(self.keys.result_cache(request_hash))
+        job_id = self._r.get(self._keys.result_cache(request_hash))
         if not job_id:
             return None
         try:
             job = self.get(str(job_id))
         except Gone:
             return None
-        return job if job is not None and job.status == "succeeded" else None
+        return job if job is not None and job.status == JobStatus.SUCCEEDED else None
+
+    def finish_from_cache(self, job_id: str, cached: Job) -> bool:
+        """A cache hit: `job_id` (queued, its output blobs already copied) ends `succeeded` with `cached`'s
+        results, without a queue or a provider call."""
+        for index, result in sorted(cached.outputs.items()):
+            self.record_output(job_id, index, result)
+        now = self.clock.now()
+        self.transition(job_id, JobStatus.RUNNING, {"started_at": now, "preprocess_started_at": now,
+                                                    "preprocess_done_at": now})
+        return self.finish(job_id, JobStatus.SUCCEEDED, text=cached.text, generate_done_at=now).ok
+
+    def forget_cache_hit(self, job_id: str) -> None:
+        """The cached job vanished while we copied it: drop what was copied, the job runs normally."""
+        self._r.delete(self._keys.outputs(job_id))
+        self._update_if(job_id, [JobStatus.QUEUED], {"cached_from": ""})
 
     # -- queue position and ETA ---------------------------------------------------------------------
     def mark_waiting(self, queue: str, job_id: str, score_ms: float) -> None:
-        self.r.zadd(self.keys.waiting(queue), {job_id: score_ms})
+        self._r.zadd(self._keys.waiting(queue), {job_id: score_ms})
 
     def unmark_waiting(self, queue: str, job_id: str) -> None:
-        self.r.zrem(self.keys.waiting(queue), job_id)
+        self._r.zrem(self._keys.waiting(queue), job_id)
 
     def queue_position(self, job_id: str) -> int | None:
         """1-based position among jobs waiting in the same queue (O(log n) ZRANK), None when not waiting."""
-        pipe = self.r.pipeline(transaction=False)
-        pipe.zrank(self.keys.waiting("preprocess"), job_id)
-        pipe.zrank(self.keys.waiting("generate"), job_id)
-        pre, gen = pipe.execute()
-        if pre is not None:
-            return int(pre) + 1
-        if gen is not None:
-            return int(gen) + 1
+        pipe = self._r.pipeline(transaction=False)
+        for queue in WAITING_QUEUES:
+            pipe.zrank(self._keys.waiting(queue), job_id)
+        for rank in pipe.execute():
+            if rank is not None:
+                return int(rank) + 1
         return None
+
+    def waiting_summary(self, queue: str) -> tuple[int, float | None]:
+        """(jobs waiting in `queue`, created-at of the oldest in epoch seconds or None)."""
+        pipe = self._r.pipeline(transaction=False)
+        pipe.zcard(self._keys.waiting(queue))
+        pipe.zrange(self._keys.waiting(queue), 0, 0, withscores=True)
+        count, first = pipe.execute()
+        return int(count), (float(first[0][1]) / 1000 if first else None)
 
     def throughput_per_s(self) -> float:
         """Jobs finished per second, measured over the span the recent finishes actually cover (at most 5 min),
         so a service that just started or was idle is not judged by minutes in which it had nothing to do."""
         now = self.clock.now()
-        rows: list[Any] = list(self.r.zrangebyscore(self.keys.recent_finishes, now - self.THROUGHPUT_WINDOW_S,
-                                                    "+inf", withscores=True))
+        rows: list[Any] = list(self._r.zrangebyscore(self._keys.recent_finishes, now - self.THROUGHPUT_WINDOW_S,
+                                                     "+inf", withscores=True))
         if not rows:
             return 0.0
         oldest = float(rows[0][1])
@@ -280,39 +366,61 @@ class JobStore:
                  inclusive: bool = False) -> list[tuple[str, float]]:
         """Newest first, older than `before_ms` (or equal, with `inclusive`, for tie-safe cursors)."""
         top = "+inf" if before_ms is None else (repr(before_ms) if inclusive else f"({before_ms!r}")
-        rows: list[Any] = list(self.r.zrevrangebyscore(self.keys.owner_jobs(owner), top, "-inf", start=0,
-                                                       num=limit, withscores=True))
+        rows: list[Any] = list(self._r.zrevrangebyscore(self._keys.owner_jobs(owner), top, "-inf", start=0,
+                                                        num=limit, withscores=True))
         return [(str(row[0]), float(row[1])) for row in rows]
+
+    # -- webhook delivery state ---------------------------------------------------------------------
+    def webhook_delivery(self, job_id: str) -> WebhookDelivery | None:
+        h = cast("dict[str, str]", self._r.hgetall(self._keys.webhook(job_id)))
+        return WebhookDelivery.from_hash(h) if h else None
+
+    def record_webhook_attempt(self, job_id: str, delivery: WebhookDelivery, keep_until: float) -> None:
+        """Keep where the delivery stands beside the record (which never changes after its terminal write)."""
+        key = self._keys.webhook(job_id)
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hset(key, mapping=cast("dict[Any, Any]", delivery.to_hash()))
+        pipe.expire(key, max(60, int(keep_until - self.clock.now())))
+        pipe.execute()
 
     # -- maintenance (beat) -------------------------------------------------------------------------
     def overdue(self, limit: int = 500) -> list[str]:
-        return [str(m) for m in self.r.zrangebyscore(self.keys.deadlines, "-inf", self.clock.now(),
-                                                       start=0, num=limit)]
+        return [str(m) for m in self._r.zrangebyscore(self._keys.deadlines, "-inf", self.clock.now(),
+                                                      start=0, num=limit)]
+
+    def clear_deadline(self, job_id: str) -> None:
+        """Drop a job that is finished or gone from the deadline index."""
+        self._r.zrem(self._keys.deadlines, job_id)
+
+    def stale_queued(self, queue: str, before: float, limit: int = 200) -> list[str]:
+        """Jobs still `queued` that entered `queue`'s waiting line before `before` (epoch seconds)."""
+        ids = [str(m) for m in self._r.zrangebyscore(self._keys.waiting(queue), "-inf", before * 1000,
+                                                     start=0, num=limit)]
+        return [job_id for job_id in ids if self.status_of(job_id) == JobStatus.QUEUED]
 
     def expire_due(self, blobs: BlobStore, limit: int = 500) -> int:
         """Delete records and blobs past expires_at; leave a tombstone so GET answers 410."""
-        ids = [str(m) for m in self.r.zrangebyscore(self.keys.expiry, "-inf", self.clock.now(),
-                                                      start=0, num=limit)]
+        k = self._keys
+        ids = [str(m) for m in self._r.zrangebyscore(k.expiry, "-inf", self.clock.now(), start=0, num=limit)]
         for job_id in ids:
-            owner = self.r.hget(self.keys.job(job_id), "owner")
+            owner = self._r.hget(k.job(job_id), "owner")
             blobs.delete_prefix(job_prefix(job_id))
-            pipe = self.r.pipeline(transaction=True)
-            pipe.delete(self.keys.job(job_id), self.keys.job_outputs(job_id), self.keys.job_attempts(job_id),
-                        self.keys.job_webhook(job_id))
-            pipe.set(self.keys.gone(job_id), "1", ex=self.GONE_TTL_S)
-            pipe.zrem(self.keys.expiry, job_id)
-            pipe.zrem(self.keys.deadlines, job_id)
-            pipe.zrem(self.keys.waiting("preprocess"), job_id)
-            pipe.zrem(self.keys.waiting("generate"), job_id)
+            pipe = self._r.pipeline(transaction=True)
+            pipe.delete(k.job(job_id), k.outputs(job_id), k.attempts(job_id), k.webhook(job_id))
+            pipe.set(k.gone(job_id), "1", ex=self.GONE_TTL_S)
+            pipe.zrem(k.expiry, job_id)
+            pipe.zrem(k.deadlines, job_id)
+            for queue in WAITING_QUEUES:
+                pipe.zrem(k.waiting(queue), job_id)
             if owner:
-                pipe.zrem(self.keys.owner_jobs(str(owner)), job_id)
+                pipe.zrem(k.owner_jobs(str(owner)), job_id)
             pipe.execute()
         return len(ids)
 
     def count_delivery(self, task_id: str, ttl_s: int) -> int:
         """How many times this task id has started (poison guard)."""
-        key = self.keys.deliveries(task_id)
-        pipe = self.r.pipeline(transaction=True)
+        key = self._keys.deliveries(task_id)
+        pipe = self._r.pipeline(transaction=True)
         pipe.incr(key)
         pipe.expire(key, ttl_s)
         return int(pipe.execute()[0])

@@ -9,14 +9,14 @@ from flask.testing import FlaskClient
 from api import create_app
 from shared.blobs import MemoryBlobStore
 from shared.clock import FakeClock
+from shared.queueing import RecordingEnqueuer
 from shared.settings import Settings
-from tests.api.test_jobs_routes import StubEnqueuer
 
 
 def make_client(**settings: object) -> FlaskClient:
     app = create_app(Settings(gemini_concurrency=3, gemini_rpm=0, **settings),  # type: ignore[arg-type]
                      clock=FakeClock(), redis_conn=fakeredis.FakeRedis(decode_responses=True),
-                     blobs=MemoryBlobStore(), enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+                     blobs=MemoryBlobStore(), enqueuer=RecordingEnqueuer())
     return app.test_client()
 
 

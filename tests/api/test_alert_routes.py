@@ -16,8 +16,8 @@ from monitoring.alerts.notifier import Notifier
 from monitoring.alerts.rules import RulesError, parse_rules
 from shared.blobs import MemoryBlobStore
 from shared.clock import FakeClock
+from shared.queueing import RecordingEnqueuer
 from shared.settings import Settings
-from tests.api.test_jobs_routes import StubEnqueuer
 from tests.support.receiver import Receiver
 
 T0 = 1_700_000_000.0
@@ -39,13 +39,13 @@ class Env:
         self.clock = FakeClock(T0)
         self.r = fakeredis.FakeRedis(decode_responses=True)
         app = create_app(self.settings, clock=self.clock, redis_conn=self.r, blobs=MemoryBlobStore(),
-                         enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+                         enqueuer=RecordingEnqueuer())
         self.client = app.test_client()
 
     def fire(self, error_rate: float = 0.5) -> None:
         """What beat does: evaluate a report (only the log channel is configured)."""
         engine = build_engine(self.settings, self.r, self.clock, rules=parse_rules(RULE, "t.toml"),
-                              notifier=Notifier([], sleep=lambda _: None))
+                              notifier=Notifier([], clock=FakeClock()))
         engine.evaluate({"windows": {"5m": {"error_rate": error_rate}}})
 
 

@@ -13,23 +13,16 @@ from flask.testing import FlaskClient
 from api import create_app
 from shared.blobs import MemoryBlobStore
 from shared.clock import FakeClock
+from shared.queueing import RecordingEnqueuer
 from shared.settings import Settings
 
 PHOTO = (Path(__file__).resolve().parents[1] / "fixtures" / "chelsea.png").read_bytes()
 
 
-class StubEnqueuer:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def preprocess(self, job_id: str) -> None:
-        self.sent.append(job_id)
-
-
 @pytest.fixture
 def client() -> FlaskClient:
     app = create_app(Settings(), clock=FakeClock(), redis_conn=fakeredis.FakeRedis(decode_responses=True),
-                     blobs=MemoryBlobStore(), enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+                     blobs=MemoryBlobStore(), enqueuer=RecordingEnqueuer())
     return app.test_client()
 
 
@@ -92,7 +85,7 @@ def test_unexpected_exception_is_a_500_error_body_without_internals(client: Flas
 def test_auth_on_requires_a_key_and_hides_other_owners_jobs() -> None:
     app = create_app(Settings(api_keys=("k-one-123456", "k-two-123456")), clock=FakeClock(),
                      redis_conn=fakeredis.FakeRedis(decode_responses=True), blobs=MemoryBlobStore(),
-                     enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+                     enqueuer=RecordingEnqueuer())
     c = app.test_client()
     no_key = c.post("/v1/jobs", data={"instruction": "grayscale", "image": (io.BytesIO(PHOTO), "a.png")})
     assert no_key.status_code == 401 and no_key.json["code"] == "unauthorized"  # type: ignore[index]
@@ -115,7 +108,7 @@ def test_webhook_url_is_refused_when_the_server_cannot_sign(client: FlaskClient)
 def test_request_body_over_the_limit_is_413_payload_too_large() -> None:
     app = create_app(Settings(max_request_bytes=4096), clock=FakeClock(),
                      redis_conn=fakeredis.FakeRedis(decode_responses=True), blobs=MemoryBlobStore(),
-                     enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+                     enqueuer=RecordingEnqueuer())
     resp = app.test_client().post("/v1/jobs", data={"instruction": "grayscale",
                                                     "image": (io.BytesIO(PHOTO), "a.png")})
     assert resp.status_code == 413 and resp.json["code"] == "payload_too_large"  # type: ignore[index]
@@ -126,7 +119,7 @@ def _running_with_generate_tasks(client: FlaskClient) -> tuple[str, Any]:
     job_id = submit(client)
     svc = client.application.extensions["nanoedit"]
     assert svc.store.transition(job_id, "running").ok
-    svc.store.update_if(job_id, ["running"], {"generate_enqueued": "1", "stage": "generating"})
+    assert svc.store.mark_generate_enqueued(job_id) and svc.store.set_stage(job_id, "generating")
     return job_id, svc
 
 
@@ -151,7 +144,7 @@ def test_redis_down_is_503_with_retry_after_and_leaves_no_blobs() -> None:
     blobs = MemoryBlobStore()
     dead = redis_lib.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2, decode_responses=True)
     app = create_app(Settings(), clock=FakeClock(), redis_conn=dead, blobs=blobs,
-                     enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+                     enqueuer=RecordingEnqueuer())
     c = app.test_client()
     resp = c.post("/v1/jobs", data={"instruction": "grayscale", "image": (io.BytesIO(PHOTO), "a.png")})
     assert resp.status_code == 503 and resp.json["code"] == "service_unavailable"  # type: ignore[index]
@@ -162,7 +155,7 @@ def test_redis_down_is_503_with_retry_after_and_leaves_no_blobs() -> None:
 def test_result_cache_is_per_owner() -> None:
     app = create_app(Settings(api_keys=("alice-key-1234", "bob-key-123456")), clock=FakeClock(),
                      redis_conn=fakeredis.FakeRedis(decode_responses=True), blobs=MemoryBlobStore(),
-                     enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+                     enqueuer=RecordingEnqueuer())
     c = app.test_client()
     svc = app.extensions["nanoedit"]
     alice = c.post("/v1/jobs", headers={"X-API-Key": "alice-key-1234"},
@@ -181,7 +174,7 @@ def test_expired_job_of_another_owner_is_404_not_410() -> None:
     clock = FakeClock()
     app = create_app(Settings(api_keys=("alice-key-1234", "bob-key-123456"), job_ttl_s=60), clock=clock,
                      redis_conn=fakeredis.FakeRedis(decode_responses=True), blobs=MemoryBlobStore(),
-                     enqueuer=StubEnqueuer())  # type: ignore[arg-type]
+                     enqueuer=RecordingEnqueuer())
     c = app.test_client()
     job = c.post("/v1/jobs", headers={"X-API-Key": "alice-key-1234"},
                  data={"instruction": "grayscale", "image": (io.BytesIO(PHOTO), "a.png")}).json

@@ -1,4 +1,5 @@
-"""Design §2: the web process never imports worker code (Pillow-heavy preprocessing, google-genai)."""
+"""The web process never imports worker code (Pillow-heavy preprocessing, google-genai): docs/architecture.md,
+"Layers and ownership"."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import fakeredis
 import jsonschema
@@ -17,24 +17,16 @@ from api import create_app
 from api.openapi import openapi_document
 from shared.blobs import MemoryBlobStore
 from shared.errors import all_codes
-from shared.queueing import Enqueuer
+from shared.queueing import RecordingEnqueuer
 from shared.settings import Settings
 
 PHOTO = Path(__file__).resolve().parents[1] / "fixtures" / "chelsea.png"
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 
 
-class StubEnqueuer:
-    def __init__(self) -> None:
-        self.preprocessed: list[str] = []
-
-    def preprocess(self, job_id: str) -> None:
-        self.preprocessed.append(job_id)
-
-
 def make_app(settings: Settings) -> Flask:
     return create_app(settings, redis_conn=fakeredis.FakeRedis(decode_responses=True), blobs=MemoryBlobStore(),
-                      enqueuer=cast(Enqueuer, StubEnqueuer()))
+                      enqueuer=RecordingEnqueuer())
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Every bad input gets the design's error body (right status, stable code, a suggestion) and leaves nothing
-behind: no job record, no stored blob."""
+"""Every bad input gets the error body of docs/api.md#errors (right status, stable code, a suggestion) and leaves
+nothing behind: no job record, no stored blob."""
 
 from __future__ import annotations
 

@@ -22,6 +22,7 @@ from monitoring.alerts.channels import (
 )
 from monitoring.alerts.model import AlertView, Notification
 from monitoring.alerts.notifier import Notifier, build_channels
+from shared.clock import FakeClock
 from shared.settings import Settings
 from tests.support.receiver import Receiver
 from tests.support.stack import free_port
@@ -38,18 +39,22 @@ def message(kind: str = "firing") -> Notification:
                         created_at=1_700_000_000.0, alerts=(alert,))
 
 
-class Sleeps:
+class Sleeps(FakeClock):
+    """A fake clock that records every sleep (backoff) the notifier asks for."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.calls: list[float] = []
 
-    def __call__(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:
         self.calls.append(seconds)
+        super().sleep(seconds)
 
 
 def test_a_500_is_retried_with_backoff_and_then_delivered_with_the_same_webhook_id() -> None:
     sleeps = Sleeps()
     with Receiver([500, 200]) as receiver:
-        notifier = Notifier([WebhookChannel(receiver.url, SECRET)], timeout_s=2, sleep=sleeps)
+        notifier = Notifier([WebhookChannel(receiver.url, SECRET)], timeout_s=2, clock=sleeps)
 
         sent = notifier.send(message())
 
@@ -64,9 +69,9 @@ def test_a_500_is_retried_with_backoff_and_then_delivered_with_the_same_webhook_
 
 def test_a_4xx_answer_is_final_and_retries_are_bounded() -> None:
     with Receiver([404, 503, 503, 503, 503]) as receiver:
-        once = Notifier([SlackChannel(receiver.url)], timeout_s=2, sleep=lambda _: None).send(message())
+        once = Notifier([SlackChannel(receiver.url)], timeout_s=2, clock=FakeClock()).send(message())
         bounded = Notifier([SlackChannel(receiver.url)], timeout_s=2, max_attempts=3,
-                           sleep=lambda _: None).send(message())
+                           clock=FakeClock()).send(message())
 
     assert [d.status for d in once.deliveries] == [404]
     assert [d.status for d in bounded.deliveries] == [503, 503, 503] and bounded.delivered == []
@@ -75,7 +80,7 @@ def test_a_4xx_answer_is_final_and_retries_are_bounded() -> None:
 def test_a_hanging_channel_is_retried_recorded_as_failed_and_does_not_delay_a_healthy_one() -> None:
     with Receiver(["hang", "hang"], hang_s=5) as hanging, Receiver() as healthy:
         notifier = Notifier([WebhookChannel(hanging.url, SECRET), SlackChannel(healthy.url)], timeout_s=0.4,
-                            max_attempts=2, sleep=lambda _: None)
+                            max_attempts=2, clock=FakeClock())
         started = time.monotonic()
 
         sent = notifier.send(message())
@@ -92,7 +97,7 @@ def test_a_hanging_channel_is_retried_recorded_as_failed_and_does_not_delay_a_he
 def test_messages_of_several_groups_share_one_budget() -> None:
     with Receiver(["hang"] * 4, hang_s=5) as hanging:
         notifier = Notifier([WebhookChannel(hanging.url, SECRET), LogChannel()], timeout_s=0.4, max_attempts=1,
-                            sleep=lambda _: None)
+                            clock=FakeClock())
         started = time.monotonic()
 
         sent = notifier.send_many([replace(message(), id=f"msg_{i}", group=f"g{i}") for i in range(4)])
@@ -109,7 +114,7 @@ def test_a_channel_that_ignores_its_timeout_is_abandoned_within_the_budget() -> 
             time.sleep(2)  # past the 1.1 s budget
             return SendResult(True)
 
-    notifier = Notifier([Stuck(), LogChannel()], timeout_s=0.1, max_attempts=1, sleep=lambda _: None)
+    notifier = Notifier([Stuck(), LogChannel()], timeout_s=0.1, max_attempts=1, clock=FakeClock())
     started = time.monotonic()
 
     sent = notifier.send(message())
@@ -126,7 +131,7 @@ def test_a_crashing_channel_is_recorded_and_never_raises() -> None:
         def send(self, message: Notification, timeout_s: float) -> SendResult:
             raise RuntimeError("boom https://hooks.example/secret-token")
 
-    sent = Notifier([Broken(), LogChannel()], max_attempts=2, sleep=lambda _: None).send(message())
+    sent = Notifier([Broken(), LogChannel()], max_attempts=2, clock=FakeClock()).send(message())
 
     assert [(d.channel, d.ok, d.error) for d in sent.deliveries] == [
         ("broken", False, "RuntimeError"), ("broken", False, "RuntimeError"), ("log", True, "")]
@@ -134,7 +139,7 @@ def test_a_crashing_channel_is_recorded_and_never_raises() -> None:
 
 def test_slack_gets_text_and_blocks() -> None:
     with Receiver() as receiver:
-        sent = Notifier([SlackChannel(receiver.url)], sleep=lambda _: None).send(message("resolved"))
+        sent = Notifier([SlackChannel(receiver.url)], clock=FakeClock()).send(message("resolved"))
         body: dict[str, Any] = receiver.requests[0].json()
 
     assert sent.delivered == ["slack"]
@@ -160,7 +165,7 @@ def test_email_is_sent_over_smtp() -> None:
     controller.start()
     try:
         channel = EmailChannel(f"smtp://127.0.0.1:{port}?from=alerts@nanoedit.test", ["oncall@example.com"])
-        sent = Notifier([channel], timeout_s=5, sleep=lambda _: None).send(message())
+        sent = Notifier([channel], timeout_s=5, clock=FakeClock()).send(message())
     finally:
         controller.stop()
 

@@ -13,9 +13,8 @@ from typing import Any
 import redis
 from standardwebhooks.webhooks import Webhook
 
-from monitoring.alerts.channels import LogChannel, SendResult, WebhookChannel
+from monitoring.alerts.channels import LogChannel, RecordingChannel, WebhookChannel
 from monitoring.alerts.engine import AlertEngine
-from monitoring.alerts.model import Notification
 from monitoring.alerts.notifier import Notifier
 from monitoring.alerts.rules import RuleSet, load_rules, parse_rules
 from monitoring.alerts.silences import SilenceStore
@@ -85,20 +84,7 @@ summary = "timeouts {value:.0%}"
 """
 
 
-class StubChannel:
-    """The test backend of the Channel protocol: records what it is sent."""
-
-    name = "stub"
-
-    def __init__(self) -> None:
-        self.messages: list[Notification] = []
-
-    def send(self, message: Notification, timeout_s: float) -> SendResult:
-        self.messages.append(message)
-        return SendResult(True, 200)
-
-    def kinds(self) -> list[str]:
-        return [m.kind for m in self.messages]
+StubChannel = RecordingChannel
 
 
 def report(*, err5: float = 0.0, n5: int = 100, err1h: float = 0.0, n1h: int = 1000, timeouts: float = 0.0,
@@ -112,7 +98,7 @@ def report(*, err5: float = 0.0, n5: int = 100, err1h: float = 0.0, n1h: int = 1
 
 def engine(r: redis.Redis, clock: FakeClock, rules: str | RuleSet, *channels: Any) -> AlertEngine:
     ruleset = parse_rules(rules, "test.toml") if isinstance(rules, str) else rules
-    return AlertEngine(r, "t", clock, ruleset, Notifier(list(channels), timeout_s=2, sleep=lambda _: None))
+    return AlertEngine(r, "t", clock, ruleset, Notifier(list(channels), timeout_s=2, clock=FakeClock()))
 
 
 def run(eng: AlertEngine, clock: FakeClock, rep: dict[str, Any], *, until: float, every: float = 30) -> None:

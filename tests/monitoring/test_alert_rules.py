@@ -1,4 +1,4 @@
-"""Alert rules files: the built-in defaults (design §7) and loud, precise errors for bad files."""
+"""Alert rules files: the built-in defaults (docs/alerts.md#rules) and loud, precise errors for bad files."""
 
 from __future__ import annotations
 

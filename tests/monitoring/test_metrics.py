@@ -13,7 +13,6 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import cast
 
 import fakeredis
 import pytest
@@ -32,9 +31,10 @@ from monitoring.state_collector import RedisStateCollector
 from shared.blobs import MemoryBlobStore
 from shared.circuit import CircuitBreaker
 from shared.clock import FakeClock
+from shared.jobs.store import JobStore
 from shared.limiter import FleetLimiter
-from shared.queueing import Enqueuer
-from shared.redis_conn import Keys
+from shared.liveness import WorkerRegistry
+from shared.queueing import RecordingEnqueuer
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -173,17 +173,12 @@ def test_catalogue_names_units_and_buckets() -> None:
         assert tuple(m._upper_bounds[:-1]) == metrics.DURATION_BUCKETS  # type: ignore[attr-defined]
 
 
+DEPTHS = {"preprocess": 4, "generate": 2, "maintenance": 0}
+
+
 # -- the API's /metrics --------------------------------------------------------------------------------------
-class StubEnqueuer:
-    def preprocess(self, job_id: str) -> None:
-        pass
-
-    def queue_depths(self) -> dict[str, int]:
-        return {"preprocess": 4, "generate": 2, "maintenance": 0}
-
-
 def make_app(settings: Settings, r: redis.Redis) -> Flask:
-    return create_app(settings, redis_conn=r, blobs=MemoryBlobStore(), enqueuer=cast(Enqueuer, StubEnqueuer()))
+    return create_app(settings, redis_conn=r, blobs=MemoryBlobStore(), enqueuer=RecordingEnqueuer(depths=DEPTHS))
 
 
 def scrape(app: Flask, **headers: str) -> str:
@@ -226,11 +221,13 @@ def test_fleet_state_gauges_come_from_redis_at_scrape_time(tmp_path: Path, redis
     # an open circuit, one limiter lease, two firing alerts and an evaluation 12 s ago in the alert engine
     clock = FakeClock()
     now = clock.now()
-    keys = Keys("nanoedit")
-    redis_db.zadd(keys.waiting("preprocess"), {"j1": (now - 90) * 1000, "j2": (now - 10) * 1000})
-    redis_db.zadd(keys.workers("generate"), {"generate@h": now - 1})
-    redis_db.zadd(keys.workers("preprocess"), {"preprocess@h": now - 3600})  # stale
-    redis_db.set(keys.beat_heartbeat, repr(now - 4))
+    store = JobStore(redis_db, "nanoedit", clock)
+    store.mark_waiting("preprocess", "j1", (now - 90) * 1000)
+    store.mark_waiting("preprocess", "j2", (now - 10) * 1000)
+    liveness = WorkerRegistry(redis_db, "nanoedit", clock, 10)
+    redis_db.zadd(liveness.key("generate"), {"generate@h": now - 1})
+    redis_db.zadd(liveness.key("preprocess"), {"preprocess@h": now - 3600})  # stale
+    redis_db.set(liveness.beat_key, repr(now - 4))
     alerts = AlertStore(redis_db, "nanoedit", clock)
     redis_db.hset(alerts.state_key, mapping={st.id: json.dumps(st.to_dict()) for st in (
         AlertState(id="a", rule="circuit_open", group="provider", severity="high", state=FIRING),
@@ -242,8 +239,9 @@ def test_fleet_state_gauges_come_from_redis_at_scrape_time(tmp_path: Path, redis
     assert limiter.try_acquire("job:0").granted
     breaker = CircuitBreaker(redis_db, "nanoedit", settings.circuit_config(), clock)
     breaker.force("open")
-    state = RedisStateCollector(r=redis_db, keys=keys, clock=clock, limiter=limiter, breaker=breaker,
-                                queue_depths=StubEnqueuer().queue_depths, worker_heartbeat_s=10)
+    state = RedisStateCollector(r=redis_db, prefix="nanoedit", clock=clock, jobs=store, liveness=liveness,
+                                limiter=limiter, breaker=breaker,
+                                queue_depths=RecordingEnqueuer(depths=DEPTHS).queue_depths)
     # When the registry is rendered
     text = render(registry(state))[0].decode()
     # Then every gauge reflects Redis now
@@ -269,10 +267,12 @@ def test_no_beat_heartbeat_means_no_series_and_no_alert_engine_means_zero(tmp_pa
                                                                           redis_db: redis.Redis) -> None:
     clock = FakeClock()
     settings = Settings(data_dir=tmp_path)
-    state = RedisStateCollector(r=redis_db, keys=Keys("nanoedit"), clock=clock,
+    state = RedisStateCollector(r=redis_db, prefix="nanoedit", clock=clock,
+                                jobs=JobStore(redis_db, "nanoedit", clock),
+                                liveness=WorkerRegistry(redis_db, "nanoedit", clock, 10),
                                 limiter=FleetLimiter(redis_db, "nanoedit", settings.limit_config()),
                                 breaker=CircuitBreaker(redis_db, "nanoedit", settings.circuit_config(), clock),
-                                queue_depths=None, worker_heartbeat_s=10)
+                                queue_depths=None)
     text = render(registry(state))[0].decode()
 
     assert sample(text, "nanoedit_beat_heartbeat_age_seconds") is None  # absent(): the dead-man's switch
@@ -285,10 +285,11 @@ def test_unreachable_redis_still_answers_the_scrape(tmp_path: Path) -> None:
     dead = redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))  # nothing on port 1
     settings = Settings(data_dir=tmp_path)
     clock = FakeClock()
-    state = RedisStateCollector(r=dead, keys=Keys("nanoedit"), clock=clock,
+    state = RedisStateCollector(r=dead, prefix="nanoedit", clock=clock, jobs=JobStore(dead, "nanoedit", clock),
+                                liveness=WorkerRegistry(dead, "nanoedit", clock, 10),
                                 limiter=FleetLimiter(dead, "nanoedit", settings.limit_config()),
                                 breaker=CircuitBreaker(dead, "nanoedit", settings.circuit_config(), clock),
-                                queue_depths=None, worker_heartbeat_s=10)
+                                queue_depths=None)
     started = time.monotonic()
     text = render(registry(state))[0].decode()
 

@@ -8,8 +8,9 @@ from monitoring.outcomes import OutcomeRecorder
 from monitoring.report import HealthReporter
 from shared.circuit import CircuitBreaker
 from shared.clock import FakeClock
+from shared.jobs.store import JobStore
 from shared.limiter import FleetLimiter
-from shared.redis_conn import Keys
+from shared.liveness import WorkerRegistry
 from shared.settings import Settings
 from tests.workers.test_pipeline import StubProvider, make_ctx
 from workers import maintenance
@@ -17,7 +18,9 @@ from workers import maintenance
 
 def make_reporter(r: redis.Redis, clock: FakeClock) -> HealthReporter:
     s = Settings(redis_prefix="t")
-    return HealthReporter(r=r, keys=Keys("t"), clock=clock, recorder=OutcomeRecorder(r, "t", clock),
+    return HealthReporter(r=r, prefix="t", clock=clock, jobs=JobStore(r, "t", clock),
+                          liveness=WorkerRegistry(r, "t", clock, s.worker_heartbeat_s),
+                          recorder=OutcomeRecorder(r, "t", clock),
                           limiter=FleetLimiter(r, "t", s.limit_config()),
                           breaker=CircuitBreaker(r, "t", s.circuit_config(), clock),
                           queue_depths=lambda: {"preprocess": 2, "generate": 5, "maintenance": 0})

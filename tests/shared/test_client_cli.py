@@ -23,25 +23,27 @@ from werkzeug.serving import make_server
 from api import create_app
 from api.services import Services
 from shared.blobs import MemoryBlobStore, output_key
-from shared.cli import main
 from shared.client import ApiError, NanoeditClient
-from shared.queueing import Enqueuer
+from shared.jobs.model import OutputResult
+from shared.queueing import RecordingEnqueuer
 from shared.settings import Settings
+from tests.support.clocks import HookedClock
+from workers.cli import main
 
 PHOTO = Path(__file__).resolve().parents[1] / "fixtures" / "chelsea.png"
 UNKNOWN_ID = "0" * 32
 
 
-class StubEnqueuer:
+class StubEnqueuer(RecordingEnqueuer):
     """Records enqueued jobs; with `complete` set, finishes each job at once (like an instant worker)."""
 
     def __init__(self) -> None:
-        self.preprocessed: list[str] = []
+        super().__init__()
         self.svc: Services | None = None
         self.complete = False
 
     def preprocess(self, job_id: str) -> None:
-        self.preprocessed.append(job_id)
+        super().preprocess(job_id)
         if self.complete and self.svc is not None:
             succeed(self.svc, job_id)
 
@@ -51,9 +53,8 @@ def succeed(svc: Services, job_id: str) -> None:
     data = PHOTO.read_bytes()
     svc.blobs.put(output_key(job_id, 0), data)
     assert svc.store.transition(job_id, "running", {"started_at": svc.clock.now()}).ok
-    svc.store.record_output(job_id, 0, {"status": "succeeded", "mime_type": "image/png", "width": 451,
-                                        "height": 300, "bytes": len(data),
-                                        "sha256": hashlib.sha256(data).hexdigest()})
+    svc.store.record_output(job_id, 0, OutputResult.succeeded(mime_type="image/png", width=451, height=300,
+                                                              size=len(data), sha256=hashlib.sha256(data).hexdigest()))
     assert svc.store.finish(job_id, "succeeded").ok
 
 
@@ -68,7 +69,7 @@ class Server:
 def server(tmp_path: Path) -> Iterator[Server]:
     enqueuer = StubEnqueuer()
     app = create_app(Settings(data_dir=tmp_path), redis_conn=fakeredis.FakeRedis(decode_responses=True),
-                     blobs=MemoryBlobStore(), enqueuer=cast(Enqueuer, enqueuer))
+                     blobs=MemoryBlobStore(), enqueuer=enqueuer)
     svc: Services = app.extensions["nanoedit"]
     enqueuer.svc = svc
     httpd = make_server("127.0.0.1", 0, app)
@@ -168,20 +169,23 @@ def test_a_non_json_error_gets_a_sensible_body(client: NanoeditClient, monkeypat
     assert caught.value.body["status_code"] == 502 and "bad gateway" in caught.value.details
 
 
-def test_wait_polls_through_unknown_statuses_until_terminal_then_download(client: NanoeditClient,
-                                                                         server: Server) -> None:
+def test_wait_polls_through_unknown_statuses_until_terminal_then_download(
+        client: NanoeditClient, server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
     job_id = client.submit([PHOTO], "grayscale")["id"]
     sleeps: list[float] = []
+    real_get = client.get
+
+    def get_from_a_newer_server(job_id: str) -> dict[str, Any]:  # answers a status this client does not know
+        job = real_get(job_id)
+        return {**job, "status": "some_future_status"} if len(sleeps) == 1 else job
 
     def sleep(seconds: float) -> None:  # the "worker" advances the job while the client sleeps
         sleeps.append(seconds)
-        if len(sleeps) == 1:
-            server.svc.redis.hset(server.svc.keys.job(job_id), "status", "some_future_status")
-        else:
-            server.svc.redis.hset(server.svc.keys.job(job_id), "status", "queued")
+        if len(sleeps) == 2:
             succeed(server.svc, job_id)
 
-    done = client.wait(job_id, timeout_s=30, poll_s=0.25, sleep=sleep)
+    monkeypatch.setattr(client, "get", get_from_a_newer_server)
+    done = client.wait(job_id, timeout_s=30, poll_s=0.25, clock=HookedClock(sleep))
 
     assert done["status"] == "succeeded" and sleeps == [0.25, 0.25]
     assert client.download(job_id, 0) == PHOTO.read_bytes()
@@ -201,7 +205,7 @@ def test_wait_honours_retry_after_on_503(client: NanoeditClient, monkeypatch: py
     monkeypatch.setattr(client, "get", fake_get)
     sleeps: list[float] = []
 
-    done = client.wait(UNKNOWN_ID, poll_s=0.5, sleep=sleeps.append, clock=lambda: 0.0)
+    done = client.wait(UNKNOWN_ID, poll_s=0.5, clock=HookedClock(sleeps.append))
 
     assert done["status"] == "failed" and sleeps == [7, 0.5]
 
@@ -214,7 +218,7 @@ def test_wait_gives_up_at_its_timeout(client: NanoeditClient) -> None:
         now[0] += seconds
 
     with pytest.raises(ApiError) as caught:
-        client.wait(job_id, timeout_s=2, poll_s=0.5, clock=lambda: now[0], sleep=sleep)
+        client.wait(job_id, timeout_s=2, poll_s=0.5, clock=HookedClock(sleep, start=0.0))
 
     assert caught.value.code == "wait_timeout" and job_id in caught.value.suggestion
     assert now[0] == pytest.approx(2.0)

@@ -10,9 +10,8 @@ import redis
 from shared.blobs import MemoryBlobStore, input_key
 from shared.clock import FakeClock
 from shared.errors import Gone
-from shared.jobs.model import Job
+from shared.jobs.model import Job, OutputResult, OutputStatus
 from shared.jobs.store import JobStore
-from shared.redis_conn import Keys
 
 
 def make_job(clock: FakeClock, job_id: str, num_images: int = 1, owner: str = "anonymous") -> Job:
@@ -29,7 +28,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def store(redis_db: redis.Redis, clock: FakeClock) -> JobStore:
-    return JobStore(redis_db, Keys("t"), clock)
+    return JobStore(redis_db, "t", clock)
 
 
 def test_created_job_reads_back(store: JobStore, clock: FakeClock) -> None:
@@ -64,7 +63,7 @@ def test_exactly_one_concurrent_terminal_write_wins(store: JobStore, clock: Fake
     barrier = threading.Barrier(8)
 
     def racer(status: str) -> None:
-        mine = JobStore(redis.Redis(connection_pool=redis_db.connection_pool), Keys("t"), clock)
+        mine = JobStore(redis.Redis(connection_pool=redis_db.connection_pool), "t", clock)
         barrier.wait()
         if mine.finish("a" * 32, status).ok:
             wins.append(status)
@@ -111,12 +110,13 @@ def test_cancel_queued_is_immediate_and_running_becomes_canceling(store: JobStor
 
 def test_record_output_counts_each_index_once(store: JobStore, clock: FakeClock) -> None:
     store.create(make_job(clock, "a" * 32, num_images=2))
-    assert store.record_output("a" * 32, 0, {"status": "succeeded"}) == 1
-    assert store.record_output("a" * 32, 0, {"status": "failed"}) == 1  # redelivery cannot overwrite
-    assert store.record_output("a" * 32, 1, {"status": "failed"}) == 2
+    ok, failed = OutputResult(OutputStatus.SUCCEEDED), OutputResult(OutputStatus.FAILED)
+    assert store.record_output("a" * 32, 0, ok) == 1
+    assert store.record_output("a" * 32, 0, failed) == 1  # redelivery cannot overwrite
+    assert store.record_output("a" * 32, 1, failed) == 2
     job = store.get("a" * 32)
     assert job is not None and job.outputs[0]["status"] == "succeeded"
-    assert store.record_output("c" * 32, 0, {"status": "succeeded"}) == -1
+    assert store.record_output("c" * 32, 0, ok) == -1
 
 
 def test_expired_job_answers_gone_and_data_is_deleted(store: JobStore, clock: FakeClock) -> None:

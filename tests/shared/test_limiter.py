@@ -15,8 +15,8 @@ from typing import cast
 import pytest
 import redis
 
-from shared.clock import FakeClock
 from shared.limiter import Acquire, FleetLimiter, LimitConfig
+from tests.support.clocks import HookedClock
 
 PREFIX = "t"
 
@@ -204,16 +204,14 @@ def test_state_reports_config_leases_cooldown_and_next_admission(limiter: FleetL
 def test_acquire_blocking_polls_with_jitter_until_a_slot_frees(limiter: FleetLimiter) -> None:
     limiter.set_config(concurrency=1)
     limiter.try_acquire("a")
-    clock = FakeClock()
     sleeps: list[float] = []
 
     def sleep(seconds: float) -> None:
         sleeps.append(seconds)
-        clock.advance(seconds)
         if len(sleeps) == 2:
             limiter.release("a")
 
-    result = limiter.acquire_blocking("b", max_wait_s=10, sleep=sleep, clock=clock, rng=random.Random(7))
+    result = limiter.acquire_blocking("b", max_wait_s=10, clock=HookedClock(sleep), rng=random.Random(7))
 
     assert result.granted
     assert len(sleeps) == 2
@@ -224,14 +222,9 @@ def test_acquire_blocking_polls_with_jitter_until_a_slot_frees(limiter: FleetLim
 def test_acquire_blocking_gives_up_after_max_wait(limiter: FleetLimiter) -> None:
     limiter.set_config(concurrency=1)
     limiter.try_acquire("a")
-    clock = FakeClock()
     sleeps: list[float] = []
 
-    def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        clock.advance(seconds)
-
-    result = limiter.acquire_blocking("b", max_wait_s=2.5, sleep=sleep, clock=clock, rng=random.Random(1))
+    result = limiter.acquire_blocking("b", max_wait_s=2.5, clock=HookedClock(sleeps.append), rng=random.Random(1))
 
     assert (result.granted, result.reason) == (False, "concurrency")
     assert sum(sleeps) == pytest.approx(2.5)
@@ -243,7 +236,7 @@ def test_acquire_blocking_returns_at_once_when_the_wait_outlasts_the_budget(limi
     limiter.try_acquire("a")
     sleeps: list[float] = []
 
-    result = limiter.acquire_blocking("b", max_wait_s=2, sleep=sleeps.append, clock=FakeClock())
+    result = limiter.acquire_blocking("b", max_wait_s=2, clock=HookedClock(sleeps.append))
 
     assert (result.granted, result.reason) == (False, "rpm")
     assert result.wait_s > 9.9  # the caller re-queues with this countdown

@@ -23,6 +23,8 @@ from google.genai import errors as genai_errors
 from google.genai import types
 from PIL import Image
 
+from shared.clock import FakeClock
+from tests.support.clocks import HookedClock
 from workers.fake_gemini import FakeConfigError, FakeGeminiConfig, FakeGeminiServer, scenario_names
 from workers.fake_gemini.cli import build_parser, config_from_args
 from workers.fake_gemini.pacing import LatencyModel
@@ -210,7 +212,7 @@ def test_latency_model_matches_mean_and_p99() -> None:
 def test_latency_goes_through_the_injected_sleep() -> None:
     slept: list[float] = []
     with FakeGeminiServer(FakeGeminiConfig(latency_ms_mean=200, latency_ms_p99=200),
-                          sleep=slept.append) as fake:
+                          clock=HookedClock(slept.append)) as fake:
         started = time.monotonic()
         assert generate(fake, body_with_image(png())).status_code == 200
         assert time.monotonic() - started < 0.2  # nothing really slept
@@ -219,21 +221,21 @@ def test_latency_goes_through_the_injected_sleep() -> None:
 
 def test_slow_scenario_waits_slow_ms_then_answers() -> None:
     slept: list[float] = []
-    with FakeGeminiServer(FakeGeminiConfig(scenario="slow", slow_ms=3000), sleep=slept.append) as fake:
+    with FakeGeminiServer(FakeGeminiConfig(scenario="slow", slow_ms=3000), clock=HookedClock(slept.append)) as fake:
         assert generate(fake, body_with_image(png())).status_code == 200
     assert sum(slept) == pytest.approx(3.0)
 
 
 def test_rpm_window_with_an_injected_clock() -> None:
-    now = [1000.0]
-    with FakeGeminiServer(FakeGeminiConfig(rpm=2), clock=lambda: now[0]) as fake:
+    clock = FakeClock(1000.0)
+    with FakeGeminiServer(FakeGeminiConfig(rpm=2), clock=clock) as fake:
         assert [generate(fake, body_with_image(png())).status_code for _ in range(2)] == [200, 200]
-        now[0] += 10
+        clock.advance(10)
         limited = generate(fake, body_with_image(png()))
         assert limited.status_code == 429
         retry = next(d for d in limited.json()["error"]["details"] if d["@type"].endswith("RetryInfo"))
         assert retry["retryDelay"] == "50s"
-        now[0] += 51
+        clock.advance(51)
         assert generate(fake, body_with_image(png())).status_code == 200
 
 
@@ -269,7 +271,7 @@ def test_max_in_flight_with_concurrent_raw_requests() -> None:
     def sleep(_seconds: float) -> None:
         barrier.wait(timeout=5)
 
-    with FakeGeminiServer(FakeGeminiConfig(latency_ms_mean=1), sleep=sleep) as fake:
+    with FakeGeminiServer(FakeGeminiConfig(latency_ms_mean=1), clock=HookedClock(sleep)) as fake:
         threads = [threading.Thread(target=generate, args=(fake, body_with_image(png()))) for _ in range(3)]
         for t in threads:
             t.start()

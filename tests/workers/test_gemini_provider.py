@@ -18,6 +18,7 @@ import pytest
 from google.genai import errors as genai_errors
 from PIL import Image
 
+from tests.support.clocks import HookedClock
 from workers.fake_gemini import FakeGeminiConfig, FakeGeminiServer
 from workers.providers.base import (
     ContentBlocked,
@@ -255,7 +256,7 @@ def test_concurrent_calls_are_all_in_flight_at_once() -> None:
             barrier.wait(timeout=5)
 
     config = FakeGeminiConfig(latency_ms_mean=1, latency_ms_p99=1)
-    with FakeGeminiServer(config, sleep=sleep) as fake:
+    with FakeGeminiServer(config, clock=HookedClock(sleep)) as fake:
         provider = GeminiProvider(API_KEY, MODEL, timeout_s=10, base_url=fake.base_url)
         # When four edits run concurrently through one provider (one shared SDK client)
         with ThreadPoolExecutor(max_workers=4) as pool:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
+from tests.support.clocks import HookedClock
 from workers.providers.base import (
     EditRequest,
     EditResult,
@@ -225,11 +226,11 @@ def test_same_request_gives_identical_bytes() -> None:
 def test_delay_uses_the_injected_sleep() -> None:
     # Given a provider with a simulated latency and a recording sleep
     slept: list[float] = []
-    provider = LocalProvider(delay_s=1.5, sleep=slept.append)
+    provider = LocalProvider(delay_s=1.5, clock=HookedClock(slept.append))
     # When it edits  Then it "slept" once for the delay, without real waiting
     provider.edit(EditRequest(operation="edit", instruction="invert", images=(_fixture("chelsea.png"),)))
     assert slept == [1.5]
-    LocalProvider(sleep=slept.append).edit(
+    LocalProvider(clock=HookedClock(slept.append)).edit(
         EditRequest(operation="edit", instruction="invert", images=(_fixture("chelsea.png"),)))
     assert slept == [1.5]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -15,55 +14,22 @@ from shared.clock import FakeClock
 from shared.jobs.model import InputMeta, Job
 from shared.jobs.store import JobStore
 from shared.limiter import FleetLimiter
-from shared.redis_conn import Keys
+from shared.queueing import RecordingEnqueuer
 from shared.settings import Settings
 from tests.conftest import FIXTURES
 from workers import maintenance, pipeline
 from workers.context import WorkerContext
 from workers.providers.base import (
     ContentBlocked,
-    EditRequest,
-    EditResult,
-    OutputImage,
-    ProviderError,
     ProviderUnavailable,
 )
+from workers.providers.stub import ScriptedProvider
 
 PNG = (FIXTURES / "chelsea.png").read_bytes()
 
 
-@dataclass
-class StubEnqueuer:
-    sent: list[tuple[Any, ...]] = field(default_factory=list)
-    depths: dict[str, int] = field(default_factory=lambda: {"preprocess": 0, "generate": 0})
-
-    def queue_depths(self) -> dict[str, int]:
-        return self.depths
-
-    def preprocess(self, job_id: str) -> None:
-        self.sent.append(("preprocess", job_id))
-
-    def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None,
-                 wait: int = 0) -> None:
-        self.sent.append(("generate", job_id, index, attempt, countdown, wait))
-
-
-class StubProvider:
-    name = "stub"
-
-    def __init__(self, *outcomes: Any) -> None:
-        self.outcomes = list(outcomes)
-        self.calls: list[EditRequest] = []
-        self.during_call: Any = None
-
-    def edit(self, request: EditRequest) -> EditResult:
-        self.calls.append(request)
-        if self.during_call:
-            self.during_call()
-        outcome = self.outcomes.pop(0) if self.outcomes else "ok"
-        if isinstance(outcome, ProviderError):
-            raise outcome
-        return EditResult(images=(OutputImage(PNG, "image/png"),), text="done")
+def StubProvider(*outcomes: Any) -> ScriptedProvider:
+    return ScriptedProvider(*outcomes, image=PNG)
 
 
 @pytest.fixture
@@ -71,10 +37,10 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_ctx(r: redis.Redis, clock: FakeClock, provider: StubProvider, **settings: Any) -> WorkerContext:
+def make_ctx(r: redis.Redis, clock: FakeClock, provider: ScriptedProvider, **settings: Any) -> WorkerContext:
     s = Settings(redis_prefix="t", **settings)
-    return WorkerContext(settings=s, store=JobStore(r, Keys("t"), clock),
-                         blobs=MemoryBlobStore(), enqueuer=StubEnqueuer(), clock=clock,  # type: ignore[arg-type]
+    return WorkerContext(settings=s, store=JobStore(r, "t", clock), redis=r,
+                         blobs=MemoryBlobStore(), enqueuer=RecordingEnqueuer(), clock=clock,
                          provider_factory=lambda: provider, limiter=FleetLimiter(r, "t", s.limit_config()),
                          breaker=CircuitBreaker(r, "t", s.circuit_config(), clock),
                          recorder=OutcomeRecorder(r, "t", clock))
@@ -95,7 +61,7 @@ def run_all(ctx: WorkerContext, job_id: str) -> list[Any]:
     """Preprocess, then run every generate task the stub enqueuer captured (retries included)."""
     pipeline.run_preprocess(ctx, job_id)
     results = []
-    enqueuer: StubEnqueuer = ctx.enqueuer  # type: ignore[assignment]
+    enqueuer: RecordingEnqueuer = ctx.enqueuer  # type: ignore[assignment]
     while any(s[0] == "generate" for s in enqueuer.sent):
         item = next(s for s in enqueuer.sent if s[0] == "generate")
         enqueuer.sent.remove(item)

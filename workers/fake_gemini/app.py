@@ -23,9 +23,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from shared.clock import Clock
 from workers.fake_gemini import wire
 from workers.fake_gemini.config import FakeConfigError, FakeGeminiConfig
-from workers.fake_gemini.pacing import Clock, LatencyModel, RateWindow, Sleep, hang
+from workers.fake_gemini.pacing import LatencyModel, RateWindow, hang
 from workers.fake_gemini.recorder import (
     CLIENT_CLOSED,
     ImageRecord,
@@ -45,15 +46,15 @@ Send = Callable[[Reply], bool]  # writes a reply; False when the client is gone
 class FakeGemini:
     """State (config, request log, rpm window, RNG) and routing of one fake API instance."""
 
-    def __init__(self, config: FakeGeminiConfig | None = None, *, sleep: Sleep, clock: Clock,
+    def __init__(self, config: FakeGeminiConfig | None = None, *, clock: Clock,
                  stopping: threading.Event) -> None:
         self._config = config or FakeGeminiConfig()
         _check_scenario(self._config.scenario)
         self._config_lock = threading.Lock()
         self._rng = random.Random(self._config.seed)
-        self._sleep = sleep
+        self._clock = clock
         self._stopping = stopping
-        self.recorder = Recorder()
+        self.recorder = Recorder(clock=clock)
         self.window = RateWindow(clock)
 
     @property
@@ -133,7 +134,7 @@ class FakeGemini:
         def give_up() -> bool:
             return self._stopping.is_set() or client_gone()
 
-        return lambda seconds: hang(seconds, self._sleep, give_up)
+        return lambda seconds: hang(seconds, self._clock, give_up)
 
     def _generate(self, record: RequestRecord, version: str, model: str, headers: Mapping[str, str],
                   query_key: str, body: bytes, client_gone: Callable[[], bool]) -> Reply | None:

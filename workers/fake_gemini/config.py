@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from shared.errors import ConfigError
+
 DEFAULT_MODELS: tuple[str, ...] = (
     "gemini-2.5-flash-image",
     "gemini-2.5-flash-image-preview",
@@ -18,7 +20,7 @@ DEFAULT_MODELS: tuple[str, ...] = (
 )
 
 
-class FakeConfigError(ValueError):
+class FakeConfigError(ConfigError):
     """A config change is malformed (unknown field, wrong type, out of range)."""
 
 

@@ -1,8 +1,8 @@
 """Time in the fake: simulated latency, the requests-per-minute window and interruptible hangs.
 
-Nothing here calls `time.sleep` directly: sleeps go through an injected `sleep(seconds)` (the server's default
-returns early when the server stops) and the rpm window reads an injected monotonic `clock`, so tests can drive
-time without waiting for it.
+Nothing here reads or waits on time directly: sleeps go through an injected `shared.clock.Clock` (the server's
+default clock returns early from `sleep` when the server stops) and the rpm window reads its `monotonic()`, so
+tests drive time with a `FakeClock` without waiting for it.
 """
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ from __future__ import annotations
 import math
 import random
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-Sleep = Callable[[float], None]
-Clock = Callable[[], float]
+from shared.clock import Clock, SystemClock
 
 _Z99 = 2.3263478740408408  # standard normal quantile at 0.99
 
@@ -56,8 +54,8 @@ class LatencyModel:
 class RateWindow:
     """Admitted requests in a rolling window (a minute by default); thread-safe."""
 
-    def __init__(self, clock: Clock = time.monotonic, window_s: float = 60.0) -> None:
-        self._clock = clock
+    def __init__(self, clock: Clock | None = None, window_s: float = 60.0) -> None:
+        self._clock = clock or SystemClock()
         self._window_s = window_s
         self._lock = threading.Lock()
         self._admitted: deque[float] = deque()
@@ -69,7 +67,7 @@ class RateWindow:
         if limit <= 0:
             return None
         with self._lock:
-            now = self._clock()
+            now = self._clock.monotonic()
             while self._admitted and self._admitted[0] <= now - self._window_s:
                 self._admitted.popleft()
             if len(self._admitted) >= limit:
@@ -82,16 +80,17 @@ class RateWindow:
             self._admitted.clear()
 
 
-def hang(total_s: float, sleep: Sleep, give_up: Callable[[], bool], slice_s: float = 0.05) -> bool:
-    """Wait `total_s` in small slices, stopping early when `give_up()` says so (server stopping, client gone).
+def hang(total_s: float, clock: Clock, give_up: Callable[[], bool], slice_s: float = 0.05) -> bool:
+    """Wait `total_s` in small slices of `clock.sleep`, stopping early when `give_up()` says so (server
+    stopping, client gone).
 
-    Elapsed time is the sum of the slices, not a clock reading, so an injected fake `sleep` works too.
+    Elapsed time is the sum of the slices, not a clock reading, so a clock whose sleep returns early works too.
     Returns True when the full time passed, False when it gave up early."""
     waited = 0.0
     while waited < total_s:
         if give_up():
             return False
         step = min(slice_s, total_s - waited)
-        sleep(step)
+        clock.sleep(step)
         waited += step
     return not give_up()

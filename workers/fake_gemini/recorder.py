@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.clock import Clock, SystemClock
 from workers.fake_gemini.wire import InlineImage
 
 DEFAULT_MAX_RECORDS = 10_000
@@ -71,7 +71,8 @@ class RequestRecord:
 class Recorder:
     """Request log and in-flight counters; every method is safe to call from any handler thread."""
 
-    def __init__(self, max_records: int = DEFAULT_MAX_RECORDS) -> None:
+    def __init__(self, max_records: int = DEFAULT_MAX_RECORDS, *, clock: Clock | None = None) -> None:
+        self._clock = clock or SystemClock()  # `at` is wall time, durations are monotonic
         self._lock = threading.Lock()
         self._records: deque[RequestRecord] = deque(maxlen=max_records)
         self._next_id = 1
@@ -83,8 +84,8 @@ class Recorder:
     def begin(self, method: str, path: str) -> RequestRecord:
         """Start a record and count the request as in flight; pair with `finish`."""
         with self._lock:
-            record = RequestRecord(id=self._next_id, at=time.time(), method=method, path=path,
-                                   _started=time.monotonic())
+            record = RequestRecord(id=self._next_id, at=self._clock.now(), method=method, path=path,
+                                   _started=self._clock.monotonic())
             self._next_id += 1
             self._count += 1
             self._in_flight += 1
@@ -101,7 +102,7 @@ class Recorder:
     def finish(self, record: RequestRecord, status: int) -> None:
         with self._lock:
             record.status = status
-            record.duration_ms = round((time.monotonic() - record._started) * 1000, 3)
+            record.duration_ms = round((self._clock.monotonic() - record._started) * 1000, 3)
             self._in_flight -= 1
             self._by_status[str(status)] += 1
 

@@ -12,14 +12,13 @@ import select
 import socket
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, cast
 
+from shared.clock import Clock, SystemClock
 from workers.fake_gemini.app import FakeGemini
 from workers.fake_gemini.config import FakeGeminiConfig
-from workers.fake_gemini.pacing import Clock, Sleep
 from workers.fake_gemini.wire import Reply
 
 MAX_BODY_BYTES = 100 * 1024 * 1024
@@ -99,26 +98,33 @@ class _Handler(BaseHTTPRequestHandler):
             super().log_message(format, *args)
 
 
+class _StoppableClock(SystemClock):
+    """The system clock, except that `sleep` returns early when the server stops (interrupts latency and hangs)."""
+
+    def __init__(self, stopping: threading.Event) -> None:
+        self._stopping = stopping
+
+    def sleep(self, seconds: float) -> None:
+        self._stopping.wait(seconds)
+
+
 class FakeGeminiServer:
     """A running fake API: `start()` binds (port 0 = ephemeral), `.base_url` is what the SDK should use.
 
-    `sleep` replaces real waiting (simulated latency, hangs, `slow`) in tests; `clock` drives the rpm window.
+    `clock` drives all of its time: simulated latency, hangs and `slow` wait on `clock.sleep`, the rpm window
+    reads `clock.monotonic()`, the request log `clock.now()`. Tests pass a `FakeClock`; the default is the system
+    clock with a `sleep` that returns as soon as the server stops.
     """
 
     def __init__(self, config: FakeGeminiConfig | None = None, *, host: str = "127.0.0.1", port: int = 0,
-                 sleep: Sleep | None = None, clock: Clock = time.monotonic,
-                 log_requests: bool = False) -> None:
+                 clock: Clock | None = None, log_requests: bool = False) -> None:
         self._host = host
         self._requested_port = port
         self._stopping = threading.Event()
-        self.app = FakeGemini(config, sleep=sleep or self._interruptible_sleep, clock=clock,
-                              stopping=self._stopping)
+        self.app = FakeGemini(config, clock=clock or _StoppableClock(self._stopping), stopping=self._stopping)
         self._log_requests = log_requests
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
-
-    def _interruptible_sleep(self, seconds: float) -> None:
-        self._stopping.wait(seconds)
 
     # --- lifecycle --------------------------------------------------------------------------------------
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from shared.clock import Clock
 from shared.settings import Settings
 from workers.providers.base import Provider
 
 
-def build_provider(settings: Settings) -> Provider:
+def build_provider(settings: Settings, clock: Clock) -> Provider:
     if settings.provider == "gemini":
         from workers.providers.gemini import GeminiProvider
 
@@ -14,4 +15,4 @@ def build_provider(settings: Settings) -> Provider:
                               timeout_s=settings.gemini_timeout_s, base_url=settings.gemini_base_url)
     from workers.providers.local import LocalProvider
 
-    return LocalProvider(delay_s=settings.local_delay_s)
+    return LocalProvider(delay_s=settings.local_delay_s, clock=clock)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from shared.errors import JobError
+from shared.errors import JobFailure
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +55,7 @@ class Rule:
     from `shared.errors` (one place for public wording)."""
 
     outcome: str  # label in job.attempts and metrics
-    code: str  # job.error code (design §5)
+    code: str  # job.error code (docs/api.md#errors)
     retry: Retry
     transient: bool  # counts as a provider failure for the circuit breaker
     fleet_cooldown: bool = False  # pause the whole fleet (429: our quota, not this request)
@@ -63,7 +63,7 @@ class Rule:
     billed: bool = False  # the provider answered 200 (tokens were spent) even though we got no image
 
 
-class ProviderError(JobError):
+class ProviderError(JobFailure):
     """A provider call failed; what to do about it is `rule` (looked up in ERROR_TABLE below)."""
 
     def __init__(self, details: str = "", *, retry_after_s: float | None = None, **kw: object) -> None:

@@ -33,6 +33,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from shared.models import normalize_model_name
 from workers.providers.base import (
     ContentBlocked,
     EditRequest,
@@ -271,7 +272,7 @@ class GeminiProvider:
         if not api_key:
             raise ValueError("GeminiProvider needs an API key")
         self._api_key = api_key
-        self._model = model.removeprefix("models/")
+        self._model = normalize_model_name(model)
         self._timeout_s = timeout_s
         options = types.HttpOptions(
             api_version="v1beta",
@@ -292,7 +293,7 @@ class GeminiProvider:
         return f"GeminiProvider(model={self._model!r}, timeout_s={self._timeout_s:g})"
 
     def edit(self, request: EditRequest) -> EditResult:
-        model = (request.model or self._model).removeprefix("models/")
+        model = normalize_model_name(request.model or self._model)
         try:
             response = self._client.models.generate_content(
                 model=model, contents=build_contents(request), config=self._config)

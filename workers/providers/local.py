@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import io
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps, ImageStat
 
+from shared.clock import Clock, SystemClock
 from workers.providers.base import (
     EditRequest,
     EditResult,
@@ -224,17 +224,17 @@ def parse_instruction(instruction: str) -> list[Operation]:
 
 
 class LocalProvider:
-    """Deterministic offline provider; `delay_s` simulates provider latency (through the injected sleep)."""
+    """Deterministic offline provider; `delay_s` simulates provider latency (through the injected clock)."""
 
     name = "local"
 
-    def __init__(self, delay_s: float = 0.0, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, delay_s: float = 0.0, clock: Clock | None = None) -> None:
         self._delay_s = delay_s
-        self._sleep = sleep
+        self._clock = clock or SystemClock()
 
     def edit(self, request: EditRequest) -> EditResult:
         if self._delay_s > 0:
-            self._sleep(self._delay_s)
+            self._clock.sleep(self._delay_s)
         used = request.images[:1] if request.operation == "edit" else request.images
         images = [_decode(img.data, i) for i, img in enumerate(used)]
         ops = parse_instruction(request.instruction)

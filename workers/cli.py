@@ -1,7 +1,9 @@
 """`nanoedit`: the command-line client (submit, status, cancel, list) and the fake Gemini server launcher.
 
-A client of the HTTP API through `shared.client`, never of Redis or the workers. Reading NANOEDIT_URL /
-NANOEDIT_PORT / NANOEDIT_API_KEY here is fine: these are the client's defaults, not the service's settings.
+A client of the HTTP API through `shared.client`, never of Redis or the worker runtime. It lives in the top
+layer (`workers`) because `nanoedit fake-gemini` launches `workers.fake_gemini`; nothing imports this module but
+the `nanoedit` entry point and tests. Reading NANOEDIT_URL / NANOEDIT_PORT / NANOEDIT_API_KEY here is fine: these
+are the client's defaults, not the service's settings.
 Exit codes: 0 success (a job not finished yet counts), 1 the job failed, was canceled or partially succeeded,
 2 usage or API errors (including `--wait` timing out).
 """
@@ -16,12 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from shared.client import ApiError, NanoeditClient
+from shared.jobs.model import JobStatus
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
-_BAD_ENDINGS = frozenset({"failed", "canceled", "partially_succeeded"})
+_BAD_ENDINGS = frozenset({JobStatus.FAILED, JobStatus.CANCELED, JobStatus.PARTIALLY_SUCCEEDED})
 _COMMANDS = ("submit", "status", "cancel", "list", "report", "limits", "circuit", "alerts", "silence", "fake-gemini")
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _GLOBAL_WITH_VALUE = ("--url", "--api-key", "--admin-token")
