@@ -1,20 +1,22 @@
-"""Who is calling: API keys → an opaque owner id; admin token for operator routes.
+"""Who is calling: an API key → its `ApiKey` entry and opaque owner id; the admin token for operator routes.
 
-With NANOEDIT_API_KEYS unset, auth is off (development): every caller is `anonymous` and a loud warning is
-logged at start-up. Keys are compared in constant time and never stored or logged: the owner id is a hash.
+With no keys configured (NANOEDIT_API_KEYS and NANOEDIT_API_KEYS_FILE unset), auth is off (development): every
+caller is `anonymous` and a loud warning is logged at start-up. Keys are looked up by keyed hash
+(`shared.apikeys.KeyRing`) and never stored or logged.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 
-from flask import Request
+from flask import Request, g
 
+from api.services import services
+from shared.apikeys import ANONYMOUS, ApiKey, KeyRing
 from shared.errors import NanoeditError
 from shared.settings import Settings
 
-ANONYMOUS = "anonymous"
+__all__ = ["ANONYMOUS", "caller", "caller_key", "require_admin"]
 
 
 def _presented_key(request: Request) -> str:
@@ -24,18 +26,27 @@ def _presented_key(request: Request) -> str:
     return request.headers.get("X-API-Key", "").strip()
 
 
-def owner_id(key: str) -> str:
-    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:20]
+def caller_key(settings: Settings, keyring: KeyRing, request: Request) -> ApiKey | None:
+    """The caller's key (None when auth is off); raises `unauthorized` when auth is on and no valid key is
+    presented. Remembered for the request, so limits and routes agree on who called."""
+    if not settings.auth_enabled:
+        return None
+    if "api_key" in g:
+        key: ApiKey = g.api_key
+        return key
+    presented = _presented_key(request)
+    found = keyring.identify(presented)
+    if found is None:
+        raise NanoeditError("missing or unknown API key" if presented else "no API key presented",
+                            code="unauthorized")
+    g.api_key = found
+    return found
 
 
 def caller(settings: Settings, request: Request) -> str:
-    """The owner id of the caller; raises `unauthorized` when auth is on and no valid key is presented."""
-    if not settings.auth_enabled:
-        return ANONYMOUS
-    key = _presented_key(request)
-    if key and any(hmac.compare_digest(key.encode(), k.encode()) for k in settings.api_keys):
-        return owner_id(key)
-    raise NanoeditError("missing or unknown API key" if key else "no API key presented", code="unauthorized")
+    """The owner id of the caller (`anonymous` when auth is off)."""
+    key = caller_key(settings, services().keyring, request)
+    return key.owner if key is not None else ANONYMOUS
 
 
 def require_admin(settings: Settings, request: Request) -> None:

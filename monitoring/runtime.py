@@ -11,12 +11,13 @@ being a test double.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import redis
 
 from monitoring.hooks import install_terminal_hook
 from monitoring.outcomes import OutcomeRecorder
+from shared.apikeys import KeyRing
 from shared.blobs import BlobStore, FilesystemBlobStore
 from shared.circuit import CircuitBreaker
 from shared.clock import Clock, SystemClock
@@ -41,6 +42,7 @@ class Runtime:
     limiter: FleetLimiter
     breaker: CircuitBreaker
     recorder: OutcomeRecorder
+    keyring: KeyRing = field(default_factory=lambda: KeyRing(b"", []))
 
     def liveness(self) -> WorkerRegistry:
         """Worker and beat heartbeats, judged by this process's clock and the configured interval."""
@@ -62,4 +64,5 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, redis_conn:
         limiter=FleetLimiter(r, settings.redis_prefix, settings.limit_config()),
         breaker=CircuitBreaker(r, settings.redis_prefix, settings.circuit_config(), clock),
         recorder=recorder,
+        keyring=KeyRing.from_settings(settings),
     )

@@ -50,7 +50,7 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     return value
 
 
-def _check_webhook_secret(secret: str) -> None:
+def check_webhook_secret(secret: str) -> None:
     """Standard Webhooks secrets are `whsec_` + base64 of the key bytes; refuse anything else at start-up."""
     try:
         key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
@@ -100,6 +100,10 @@ class Settings:
     local_delay_s: float = 0.0  # artificial latency of the local provider (demos, chaos tests)
 
     api_keys: tuple[str, ...] = field(default=(), repr=False)
+    api_keys_file: str = ""  # TOML [[keys]]: name, key_hash, webhook_secret, limits (shared/apikeys.py)
+    key_hash_secret: str = field(default="", repr=False)  # HMAC secret for key hashes ("" = one in data_dir)
+    key_submissions_per_min: int = 120  # per-key default; a key in the keys file may override it (0 = no limit)
+    key_max_waiting_jobs: int = 1000  # per-key default of jobs accepted and not yet finished (0 = no limit)
     admin_token: str = field(default="", repr=False)
 
     job_ttl_s: int = 24 * 3600
@@ -165,7 +169,7 @@ class Settings:
 
     @property
     def auth_enabled(self) -> bool:
-        return bool(self.api_keys)
+        return bool(self.api_keys or self.api_keys_file)
 
     @property
     def blob_dir(self) -> Path:
@@ -187,7 +191,7 @@ class Settings:
             raise SettingsError("NANOEDIT_PROVIDER=gemini needs GEMINI_API_KEY or GOOGLE_API_KEY")
         secret = env.get("NANOEDIT_WEBHOOK_SECRET", "").strip()
         if secret:
-            _check_webhook_secret(secret)
+            check_webhook_secret(secret)
         model = normalize_model_name(env.get("NANOEDIT_GEMINI_MODEL", "")) or DEFAULT_MODEL
         return cls(
             redis_url=env.get("NANOEDIT_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
@@ -221,6 +225,10 @@ class Settings:
             job_deadline_s=_int(env, "NANOEDIT_JOB_DEADLINE_S", 600, 1),
             local_delay_s=_float(env, "NANOEDIT_LOCAL_DELAY_S", 0.0, 0.0),
             api_keys=_csv(env, "NANOEDIT_API_KEYS"),
+            api_keys_file=env.get("NANOEDIT_API_KEYS_FILE", "").strip(),
+            key_hash_secret=env.get("NANOEDIT_KEY_HASH_SECRET", "").strip(),
+            key_submissions_per_min=_int(env, "NANOEDIT_KEY_SUBMISSIONS_PER_MIN", 120, 0),
+            key_max_waiting_jobs=_int(env, "NANOEDIT_KEY_MAX_WAITING_JOBS", 1000, 0),
             admin_token=env.get("NANOEDIT_ADMIN_TOKEN", "").strip(),
             job_ttl_s=_int(env, "NANOEDIT_JOB_TTL_S", 24 * 3600, 1),
             max_images=_int(env, "NANOEDIT_MAX_IMAGES", 8, 2),

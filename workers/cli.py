@@ -25,7 +25,8 @@ EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 _BAD_ENDINGS = frozenset({JobStatus.FAILED, JobStatus.CANCELED, JobStatus.PARTIALLY_SUCCEEDED})
-_COMMANDS = ("submit", "status", "cancel", "list", "report", "limits", "circuit", "alerts", "silence", "fake-gemini")
+_COMMANDS = ("submit", "status", "cancel", "list", "report", "limits", "circuit", "alerts", "silence", "fake-gemini",
+             "hash-key")
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _GLOBAL_WITH_VALUE = ("--url", "--api-key", "--admin-token")
 
@@ -90,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
     si_sub.add_parser("list", help="list silences")
     rm = si_sub.add_parser("delete", help="delete a silence")
     rm.add_argument("silence_id", metavar="ID")
+    hk = sub.add_parser("hash-key", help="print the key_hash of an API key for NANOEDIT_API_KEYS_FILE (operators; "
+                                         "uses NANOEDIT_KEY_HASH_SECRET or the data dir's secret)")
+    hk.add_argument("key", nargs="?", help="the key (default: read one line from stdin; --new makes one)")
+    hk.add_argument("--new", action="store_true", help="generate a new random key and print it with its hash")
     sub.add_parser("fake-gemini", help="run the fake Gemini API server (options: nanoedit fake-gemini -h)",
                    add_help=False)
     return p
@@ -191,6 +196,24 @@ def _fake_gemini(argv: list[str]) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
 
 
+def _hash_key(args: argparse.Namespace) -> int:
+    """Hash a key with this deployment's secret: the line to paste into the keys file (the key itself never is)."""
+    import secrets
+
+    from shared.apikeys import hash_key, key_hash_secret
+    from shared.settings import Settings
+
+    key = secrets.token_urlsafe(32) if args.new else (args.key or sys.stdin.readline().strip())
+    if not key:
+        print("error: give a key, pipe one on stdin, or use --new", file=sys.stderr)
+        return EXIT_ERROR
+    digest = hash_key(key_hash_secret(Settings.from_env()), key)
+    if args.new:
+        print(f"key: {key}")
+    print(f'key_hash = "{digest}"')
+    return EXIT_OK
+
+
 def _command_index(argv: list[str]) -> int | None:
     """Where the command word is (skipping global options and their values), or None."""
     i = 0
@@ -213,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on usage errors and 0 on --help
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    if args.command == "hash-key":
+        return _hash_key(args)
     client = NanoeditClient(args.url, api_key=args.api_key, admin_token=args.admin_token)
     try:
         if args.command == "submit":
