@@ -7,12 +7,13 @@ no google-genai in the web process.
 from __future__ import annotations
 
 import logging
-import uuid
 
 import redis
 from flask import Flask, Response, g, request
 
+from api import hygiene
 from api.errors import register_error_handlers
+from api.keylimits import install_rate_headers
 from monitoring import metrics
 from monitoring.runtime import build_runtime
 from shared.blobs import BlobStore
@@ -28,7 +29,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
                blobs: BlobStore | None = None, enqueuer: Enqueuer | None = None) -> Flask:
     app = Flask("nanoedit", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_bytes
-    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_request_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_form_field_bytes  # one multipart text field
+    app.config["MAX_FORM_PARTS"] = settings.max_form_parts
     app.json.sort_keys = False  # type: ignore[attr-defined]
     runtime = build_runtime(settings, clock=clock, redis_conn=redis_conn, blobs=blobs, enqueuer=enqueuer)
     app.extensions["nanoedit"] = runtime
@@ -42,6 +44,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     from api.monitoring import bp as monitoring_bp
     from api.prometheus import bp as metrics_bp
     from api.web import bp as web_bp
+    from api.webhooks import bp as webhooks_bp
 
     app.register_blueprint(jobs_bp)
     app.register_blueprint(health_bp)
@@ -51,16 +54,22 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     app.register_blueprint(meta_bp)
     app.register_blueprint(web_bp)
     app.register_blueprint(metrics_bp)
+    app.register_blueprint(webhooks_bp)
     register_error_handlers(app)
+    install_rate_headers(app)  # RateLimit-* on every /v1 response to a keyed caller (api/keylimits.py)
+
+    hosts = hygiene.allowed_hosts(settings)
 
     @app.before_request
     def _start() -> None:
-        g.request_id = (request.headers.get("X-Request-ID", "")[:64] or uuid.uuid4().hex)
+        g.request_id = hygiene.request_id(request.headers.get("X-Request-ID"))
         g.started = mono()
         g.log_ctx = log_context(request_id=g.request_id)
         g.log_ctx.__enter__()
         metrics.HTTP_IN_FLIGHT.inc()
         g.in_flight = True
+        hygiene.check_host(request, hosts)  # 421: DNS rebinding (api/hygiene.py)
+        hygiene.check_origin(request, settings)  # 403: cross-site writes while auth is off
 
     @app.after_request
     def _finish(resp: Response) -> Response:
@@ -85,4 +94,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
 
     if not settings.auth_enabled:
         log.warning("AUTH IS OFF: NANOEDIT_API_KEYS is unset, every caller is 'anonymous' (development mode)")
+    if hygiene.insecure_bind(settings):
+        log.critical("INSECURE: auth is off and NANOEDIT_HOST=%s listens beyond loopback "
+                     "(NANOEDIT_ALLOW_INSECURE=1): anyone who can reach it can use the service", settings.host)
     return app

@@ -11,12 +11,14 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from api.auth import require_admin
+from api.bodies import OPERATOR_JSON_BYTES, read_json_object
 from api.services import services
 from shared.errors import ClientInputError
 
 bp = Blueprint("admin", __name__)
 
 LIMIT_FIELDS = ("concurrency", "rpm", "images_per_min", "lease_s")
+MAX_LIMIT_VALUE = 1e9  # beyond any real limit; keeps huge numbers away from float conversion and Redis
 
 
 def _limits_body() -> dict[str, Any]:
@@ -36,8 +38,9 @@ def get_limits() -> Response:
 def patch_limits() -> Response:
     svc = services()
     require_admin(svc.settings, request)
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not body:
+    body = read_json_object(request, max_bytes=OPERATOR_JSON_BYTES, max_depth=svc.settings.max_json_depth,
+                            empty_ok=True)
+    if not body:
         raise ClientInputError("send a JSON object of limits to change", code="invalid_request",
                                suggestion='e.g. {"rpm": 120, "concurrency": 4}; null restores the default.')
     unknown = sorted(set(body) - set(LIMIT_FIELDS))
@@ -45,9 +48,10 @@ def patch_limits() -> Response:
         raise ClientInputError(f"unknown limit(s): {', '.join(unknown)}", code="invalid_request",
                                suggestion=f"Change any of: {', '.join(LIMIT_FIELDS)}.")
     for name, value in body.items():
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise ClientInputError(f"{name} must be a number or null", code="invalid_request",
-                                   suggestion="Send numbers; null restores the env default.")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not -MAX_LIMIT_VALUE <= value <= MAX_LIMIT_VALUE):  # 400-digit ints too
+            raise ClientInputError(f"{name} must be a number up to {MAX_LIMIT_VALUE:.0e}, or null",
+                                   code="invalid_request", suggestion="Send numbers; null restores the env default.")
     try:
         svc.limiter.set_config(**body)
     except ValueError as exc:
@@ -75,8 +79,9 @@ def get_circuit() -> Response:
 def force_circuit() -> Response:
     svc = services()
     require_admin(svc.settings, request)
-    body = request.get_json(silent=True)
-    state = body.get("state") if isinstance(body, dict) else None
+    body = read_json_object(request, max_bytes=OPERATOR_JSON_BYTES, max_depth=svc.settings.max_json_depth,
+                            empty_ok=True)
+    state = body.get("state")
     if state not in ("open", "closed"):
         raise ClientInputError("state must be 'open' or 'closed'", code="invalid_request",
                                suggestion='Send {"state": "open"} to stop provider calls, {"state": "closed"} '

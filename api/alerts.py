@@ -15,10 +15,20 @@ from flask import Blueprint, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
 from api.auth import require_admin
+from api.bodies import OPERATOR_JSON_BYTES, read_json_object
 from api.services import services
 from monitoring.alerts import build_engine, check_config
 from monitoring.alerts.model import FIRING, INACTIVE, PENDING
-from monitoring.alerts.silences import MATCHER_KEYS, Silence, SilenceError, SilenceStore, first_match
+from monitoring.alerts.silences import (
+    MATCHER_KEYS,
+    MAX_DURATION_S,
+    MAX_TIME_S,
+    MIN_TIME_S,
+    Silence,
+    SilenceError,
+    SilenceStore,
+    first_match,
+)
 from monitoring.alerts.store import AlertStore
 from shared.clock import rfc3339
 from shared.errors import ClientInputError, Conflict, NotFound
@@ -40,13 +50,9 @@ def _stores() -> tuple[AlertStore, SilenceStore]:
 
 
 def _body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if body is None and not request.get_data():
-        return {}
-    if not isinstance(body, dict):
-        raise ClientInputError("send a JSON object", code="invalid_request",
-                               suggestion="Set Content-Type: application/json and send an object.")
-    return body
+    """The JSON object body (empty body = {}), bounded: size, depth, no NaN/Infinity (api/bodies.py)."""
+    return read_json_object(request, max_bytes=OPERATOR_JSON_BYTES, max_depth=services().settings.max_json_depth,
+                            empty_ok=True)
 
 
 def _limit() -> int:
@@ -114,13 +120,15 @@ def _time(body: dict[str, Any], key: str) -> float | None:
     if raw is None:
         return None
     try:
-        parsed = datetime.fromisoformat(str(raw))
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+        parsed = datetime.fromisoformat(raw) if isinstance(raw, str) and len(raw) <= 64 else None
+        stamp = parsed.timestamp() if parsed is not None and parsed.tzinfo is not None else None
+    except (ValueError, OverflowError, OSError):  # year 1 or 9999 shifted past the range by its zone
+        stamp = None
+    if stamp is None or not MIN_TIME_S <= stamp <= MAX_TIME_S:
         raise ClientInputError(f"{key}={str(raw)[:40]!r}", code="invalid_request",
-                               suggestion=f"{key} is an RFC 3339 time with a zone, e.g. 2030-01-01T12:00:00Z.")
-    return parsed.timestamp()
+                               suggestion=f"{key} is an RFC 3339 time with a zone between 2000 and 2100, e.g. "
+                                          "2030-01-01T12:00:00Z.")
+    return stamp
 
 
 def _window(body: dict[str, Any], current: Silence | None = None) -> dict[str, float]:
@@ -129,9 +137,12 @@ def _window(body: dict[str, Any], current: Silence | None = None) -> dict[str, f
     ends = _time(body, "ends_at")
     duration = body.get("duration_s")
     if duration is not None:
-        if isinstance(duration, bool) or not isinstance(duration, int | float) or duration <= 0:
-            raise ClientInputError("duration_s must be a positive number", code="invalid_request",
-                                   suggestion="e.g. 3600 for one hour.")
+        if (isinstance(duration, bool) or not isinstance(duration, int | float)
+                or not 0 < duration <= MAX_DURATION_S):  # NaN fails this too; JSON NaN never gets this far
+            raise ClientInputError(f"duration_s must be a number of seconds in (0, {int(MAX_DURATION_S)}]",
+                                   code="invalid_request",
+                                   suggestion=f"e.g. 3600 for one hour; at most {int(MAX_DURATION_S // 86400)} "
+                                              "days.")
         if ends is not None:
             raise ClientInputError("give ends_at or duration_s, not both", code="invalid_request",
                                    suggestion="duration_s counts from starts_at (default: now).")

@@ -1,30 +1,45 @@
 """Turn a POST /v1/jobs request (multipart or JSON) into a validated `Submission`, or refuse it.
 
 Everything a client can get wrong is caught here, before anything is stored: fields, counts per operation,
-and each image's bytes (content sniffing, size, pixel count, truncation) via `shared.imaging`. The first
-problem found is reported, with the field it concerns in `details`.
+and each image's header (content sniffing, size, dimensions, pixel and frame counts) via
+`shared.imaging.inspect_header`. The first problem found is reported, with the field it concerns in `details`.
+
+Bounded (docs/api.md, "Limits and accepted formats"): url-encoded bodies are refused (415) before they are
+read; multipart is streamed by werkzeug's parser under the app's MAX_CONTENT_LENGTH / MAX_FORM_PARTS /
+MAX_FORM_MEMORY_SIZE (file parts spool to disk); JSON goes through `api.bodies` (size, depth, NaN, duplicate
+keys); counts and byte sizes (base64 measured, not decoded) are checked before any image is read; no pixel is
+ever decoded in the web process: truncation and damaged pixel data fail the job in the preprocess worker.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
+import io
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from api.bodies import read_json_object
+from api.webhook_url import checked_webhook_url
 from shared.errors import ClientInputError
-from shared.imaging import ImageInfo, inspect_image
+from shared.imaging import ImageInfo, inspect_header
 from shared.jobs.model import OPERATIONS
 from shared.settings import Settings
 
-MAX_INSTRUCTION_CHARS = 4000
 MAX_DESCRIPTION_CHARS = 4000
+TEXT_FIELDS = ("instruction", "operation", "image_description", "num_images", "webhook_url")
+IMAGE_FIELDS = ("image", "images", "image[]")
+# NUL and other C0 controls (tab, newline, carriage return allowed), U+FFFD (what invalid UTF-8 decodes to in a
+# multipart field) and lone surrogates (JSON "\ud800", not storable as UTF-8).
+_BAD_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd\ud800-\udfff]")
 MAX_OUTPUTS = 4
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+;base64,", re.IGNORECASE)
 
@@ -34,6 +49,14 @@ class UploadedImage:
     data: bytes
     info: ImageInfo
     sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class RawImage:
+    """One image of the request before it is read: its size is known without holding (or decoding) its bytes."""
+
+    size: int
+    read: Callable[[], bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,37 +79,84 @@ class Submission:
 def parse_submission(request: Request, settings: Settings) -> Submission:
     ctype = (request.mimetype or "").lower()
     if ctype == "application/json":
-        fields, raw_images = _from_json(request)
-    elif ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        fields = {k: request.form.get(k) for k in request.form}
-        raw_images = [f.read() for key in ("image", "images", "image[]") for f in request.files.getlist(key)]
-    else:
-        raise ClientInputError(f"Content-Type {ctype or '(none)'}", code="unsupported_media_type",
+        fields, raw_images = _from_json(request, settings)
+    elif ctype == "multipart/form-data":
+        fields, raw_images = _from_multipart(request, settings)
+    else:  # url-encoded included: it cannot carry files, and its parser reads the whole body at once
+        raise ClientInputError(f"Content-Type {ctype[:80] or '(none)'}", code="unsupported_media_type",
                                message="Send multipart/form-data or application/json.",
                                suggestion="Use multipart/form-data with 'image' file fields, or JSON with "
                                           "'images': [{'data': base64, 'mime_type': ...}].")
     return _validate(fields, raw_images, settings)
 
 
-def _from_json(request: Request) -> tuple[dict[str, Any], list[bytes]]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise ClientInputError("the body is not a JSON object", code="invalid_request",
-                               message="The request body is not valid JSON.",
-                               suggestion="Send a JSON object like {\"instruction\": \"...\", \"images\": "
-                                          "[{\"data\": \"<base64>\", \"mime_type\": \"image/png\"}]}.")
+def _from_multipart(request: Request, settings: Settings) -> tuple[dict[str, Any], list[RawImage]]:
+    if not request.mimetype_params.get("boundary"):
+        raise ClientInputError("multipart/form-data without a boundary parameter", code="invalid_request",
+                               suggestion="Let your HTTP client build the multipart body (curl -F, "
+                                          "requests' files=...).")
+    declared = request.content_length
+    if declared is not None and declared > settings.max_request_bytes:  # before a byte of it is read
+        raise ClientInputError(f"body of {declared} bytes exceeds the limit of {settings.max_request_bytes} bytes",
+                               code="payload_too_large")
+    try:
+        form, files = request.form, request.files  # werkzeug streams the parts; files spool to disk
+    except RequestEntityTooLarge:
+        raise ClientInputError(
+            f"the multipart body is over a limit: at most {settings.max_form_parts} parts, "
+            f"{settings.max_form_field_bytes} bytes per text field, {settings.max_request_bytes} bytes in all",
+            code="payload_too_large",
+            suggestion=f"Send at most {settings.max_images} images and only the documented fields; keep "
+                       f"'instruction' under {settings.max_instruction_chars} characters.") from None
+    if declared and (request.stream.tell() < declared or not (form or files)):
+        # Fewer bytes than Content-Length announced, or parts werkzeug could not read (it drops a malformed or
+        # cut-off multipart body silently): say so rather than "instruction missing".
+        raise ClientInputError(f"the multipart body ended early or has no readable parts ({declared} bytes "
+                               "announced)", code="invalid_request",
+                               suggestion="Send a complete multipart/form-data body whose Content-Length is its "
+                                          "exact size (let your HTTP client build it).")
+    fields: dict[str, Any] = {}
+    for key in TEXT_FIELDS:
+        values = form.getlist(key)
+        if len(values) > 1:
+            raise ClientInputError(f"field '{key}' was sent {len(values)} times", code="invalid_request",
+                                   suggestion=f"Send '{key}' once.")
+        if values:
+            fields[key] = values[0]
+    raw = [RawImage(size=_stream_size(f.stream), read=f.read) for key in IMAGE_FIELDS for f in files.getlist(key)]
+    return fields, raw
+
+
+def _stream_size(stream: Any) -> int:
+    stream.seek(0, io.SEEK_END)
+    size = int(stream.tell())
+    stream.seek(0)
+    return size
+
+
+def _from_json(request: Request, settings: Settings) -> tuple[dict[str, Any], list[RawImage]]:
+    body = read_json_object(request, max_bytes=min(settings.max_json_bytes, settings.max_request_bytes),
+                            max_depth=settings.max_json_depth)
     images = body.get("images", [])
     if images is None:
         images = []
     if not isinstance(images, list):
         raise ClientInputError("'images' must be a list", code="invalid_request")
-    decoded: list[bytes] = []
+    raw: list[RawImage] = []
     for i, item in enumerate(images):
         data = item.get("data") if isinstance(item, dict) else item
         if not isinstance(data, str):
             raise ClientInputError(f"images[{i}].data must be a base64 string", code="invalid_request")
-        decoded.append(_b64(data, i))
-    return body, decoded
+        raw.append(RawImage(size=_b64_size(data), read=functools.partial(_b64, data, i)))
+    return body, raw
+
+
+def _b64_size(text: str) -> int:
+    """Decoded size of a base64 string, from its length (whitespace and a data: prefix not counted): no copy,
+    no decode, so an oversize image is refused before it costs anything."""
+    prefix = _DATA_URL.match(text[:256].lstrip())
+    chars = len(text) - sum(text.count(c) for c in " \t\r\n") - (prefix.end() if prefix else 0)
+    return max(0, chars * 3 // 4 - (2 if text.rstrip().endswith("==") else 1 if text.rstrip().endswith("=") else 0))
 
 
 def _b64(text: str, index: int) -> bytes:
@@ -109,17 +179,24 @@ def _text(fields: dict[str, Any], name: str) -> str:
         return ""
     if not isinstance(value, str):
         raise ClientInputError(f"'{name}' must be a string", code="invalid_request")
+    bad = _BAD_TEXT.search(value)
+    if bad is not None:
+        what = "invalid UTF-8" if bad.group() == "\ufffd" else f"character U+{ord(bad.group()):04X}"
+        raise ClientInputError(f"'{name}' holds {what} at position {bad.start()}", code="invalid_request",
+                               suggestion="Send text fields as valid UTF-8 without NUL or other control "
+                                          "characters (tab and newline are fine).")
     return value.strip()
 
 
-def _validate(fields: dict[str, Any], raw_images: list[bytes], settings: Settings) -> Submission:
+def _validate(fields: dict[str, Any], raw_images: list[RawImage], settings: Settings) -> Submission:
     instruction = _text(fields, "instruction")
     if not instruction:
         raise ClientInputError("'instruction' is missing or blank", code="missing_instruction")
-    if len(instruction) > MAX_INSTRUCTION_CHARS:
+    if len(instruction) > settings.max_instruction_chars:
         raise ClientInputError(f"'instruction' has {len(instruction)} characters; the limit is "
-                               f"{MAX_INSTRUCTION_CHARS}", code="invalid_request",
-                               suggestion="Shorten the instruction.")
+                               f"{settings.max_instruction_chars}", code="invalid_request",
+                               suggestion=f"Shorten the instruction to at most {settings.max_instruction_chars} "
+                                          "characters.")
     description = _text(fields, "image_description")
     if len(description) > MAX_DESCRIPTION_CHARS:
         raise ClientInputError(f"'image_description' is longer than {MAX_DESCRIPTION_CHARS} characters",
@@ -129,17 +206,18 @@ def _validate(fields: dict[str, Any], raw_images: list[bytes], settings: Setting
         raise ClientInputError(f"unknown operation {operation[:40]!r}", code="invalid_request",
                                suggestion=f"Use one of: {', '.join(OPERATIONS)}.")
     num_images = _num_images(fields.get("num_images"))
-    webhook_url = _webhook(_text(fields, "webhook_url"))
-    if webhook_url and not settings.webhook_secret:
-        raise ClientInputError("this server has no NANOEDIT_WEBHOOK_SECRET, so it cannot sign webhooks",
-                               code="invalid_request", message="Webhooks are not enabled on this server.",
-                               suggestion="Omit webhook_url and poll GET /v1/jobs/{id}, or ask the operators "
-                                          "to set NANOEDIT_WEBHOOK_SECRET.")
-    _check_counts(operation, len(raw_images), settings.max_images)
+    webhook_url = checked_webhook_url(_text(fields, "webhook_url"), settings)  # guard + signing secret
+    _check_counts(operation, len(raw_images), settings.max_images)  # before any image is read
+    for i, raw in enumerate(raw_images):
+        if raw.size > settings.max_image_bytes:
+            raise ClientInputError(f"image {i}: {raw.size} bytes exceeds the limit of {settings.max_image_bytes} "
+                                   "bytes", code="image_too_large")
     images = []
-    for i, data in enumerate(raw_images):
+    for i, raw in enumerate(raw_images):
+        data = raw.read()
         try:
-            info = inspect_image(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+            info = inspect_header(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
+                                  max_frames=settings.max_frames)
         except ClientInputError as exc:
             exc.details = f"image {i}: {exc.details}"
             raise
@@ -159,7 +237,8 @@ def _num_images(raw: Any) -> int:
         raise ClientInputError(f"num_images={str(raw)[:20]!r} is not an integer", code="invalid_request",
                                suggestion=f"Send num_images as an integer from 1 to {MAX_OUTPUTS}.") from None
     if not 1 <= value <= MAX_OUTPUTS:
-        raise ClientInputError(f"num_images={value} is outside 1..{MAX_OUTPUTS}", code="invalid_request",
+        shown = str(value) if -10**6 < value < 10**6 else f"{str(value)[:8]}… ({len(str(value))} digits)"
+        raise ClientInputError(f"num_images={shown} is outside 1..{MAX_OUTPUTS}", code="invalid_request",
                                suggestion=f"Send num_images as an integer from 1 to {MAX_OUTPUTS}.")
     return value
 
@@ -177,13 +256,3 @@ def _check_counts(operation: str, count: int, max_images: int) -> None:
                                code="too_many_images")
     if count > max_images:
         raise ClientInputError(f"{count} images; the limit is {max_images}", code="too_many_images")
-
-
-def _webhook(url: str) -> str:
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or len(url) > 2048:
-        raise ClientInputError("webhook_url must be an absolute http(s) URL", code="invalid_request",
-                               suggestion="Send a URL like https://example.com/hooks/nanoedit, or omit it.")
-    return url

@@ -13,7 +13,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from api.auth import caller
+from api.bodies import parse_json
 from api.intake import Submission, parse_submission
+from api.keylimits import check_submission_rate, check_waiting_jobs
 from api.services import Services, services
 from monitoring.metrics import JOBS_SUBMITTED
 from shared.blobs import input_key, job_prefix, output_key
@@ -54,6 +56,7 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 def submit() -> tuple[Response, int, dict[str, str]]:
     svc = services()
     owner = caller(svc.settings, request)
+    check_submission_rate(svc)  # 429 rate_limited; every attempt counts (api/keylimits.py)
     idem_key = request.headers.get("Idempotency-Key")
     if idem_key is not None and not _IDEMPOTENCY_KEY.match(idem_key):
         raise ClientInputError("Idempotency-Key must be 1..255 visible ASCII characters", code="invalid_request",
@@ -68,6 +71,7 @@ def submit() -> tuple[Response, int, dict[str, str]]:
             return _replay(svc, idem_key, existing, fingerprint)
     try:
         use_cache = "no-cache" not in request.headers.get("Cache-Control", "").lower()
+        check_waiting_jobs(svc)  # 429 too_many_jobs_waiting, only when a new job would be created
         job = _create(svc, owner, sub, job_id, use_cache=use_cache)
     except BaseException:
         if idem_key:
@@ -121,7 +125,7 @@ def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cach
     if cached is not None and _serve_from_cache(svc, job, cached):
         return svc.store.get(job_id) or job
     try:
-        svc.enqueuer.preprocess(job_id)
+        svc.enqueuer.preprocess(job_id, owner=owner)  # into the owner's fair line (shared/fairqueue.py)
     except Exception:
         log.exception("enqueue failed", extra={"job_id": job_id})
         svc.store.finish(job_id, JobStatus.FAILED, error=job_error(
@@ -237,13 +241,28 @@ def list_jobs() -> Response:
     return jsonify({"jobs": items, "next_cursor": next_cursor})
 
 
+_CURSOR = re.compile(r"[A-Za-z0-9_-]{1,200}")  # what next_cursor is made of: URL-safe base64 of a short list
+
+
 def _decode_cursor(raw: str) -> tuple[float, str] | None:
+    """A cursor we issued: `[created_ms, job_id]`. Anything else (NaN, inf, a 400-digit number, nested JSON,
+    wrong types, a huge string) is a 400 with the error body, never a 500 and never passed on to Redis."""
     if not raw:
         return None
+    bad = ClientInputError("cursor is not one we issued", code="invalid_request",
+                           suggestion="Pass next_cursor from the previous page unchanged.")
+    if not _CURSOR.fullmatch(raw):
+        raise bad
     try:
-        score, job_id = json.loads(base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)).decode())
-        return float(score), str(job_id)
-    except (ValueError, TypeError, UnicodeDecodeError):
-        raise ClientInputError("cursor is not one we issued", code="invalid_request",
-                               suggestion="Pass next_cursor from the previous page unchanged.") from None
+        value = parse_json(base64.urlsafe_b64decode(raw.encode() + b"=" * (-len(raw) % 4)), max_depth=1)
+    except (ValueError, ClientInputError):  # binascii.Error is a ValueError
+        raise bad from None
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)
+            and isinstance(value[0], int | float) and not isinstance(value[0], bool)
+            and 0 <= value[0] <= _MAX_CURSOR_MS and is_valid_job_id(value[1])):
+        raise bad
+    return float(value[0]), value[1]
+
+
+_MAX_CURSOR_MS = 10**15  # year ~33658 in epoch milliseconds: beyond any creation time, finite as a float
 

@@ -29,7 +29,12 @@ def api_index() -> Response:
         "error_codes": all_codes(),
         "limits": {"max_images": s.max_images, "max_image_bytes": s.max_image_bytes,
                    "max_image_pixels": s.max_image_pixels, "max_request_bytes": s.max_request_bytes,
-                   "num_images": [1, 4], "job_ttl_s": s.job_ttl_s, "job_deadline_s": s.job_deadline_s},
+                   "num_images": [1, 4], "job_ttl_s": s.job_ttl_s, "job_deadline_s": s.job_deadline_s,
+                   "max_instruction_chars": s.max_instruction_chars, "max_frames": s.max_frames,
+                   "max_form_parts": s.max_form_parts, "max_form_field_bytes": s.max_form_field_bytes,
+                   "max_json_bytes": s.max_json_bytes, "max_json_depth": s.max_json_depth,
+                   "max_output_bytes": s.max_output_bytes, "max_output_pixels": s.max_output_pixels,
+                   "max_output_long_edge": s.max_output_long_edge},
         "links": {"openapi": "/openapi.json", "jobs": "/v1/jobs", "health": "/healthz", "ready": "/readyz"},
     })
 

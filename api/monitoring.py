@@ -6,6 +6,7 @@ Operator routes: they need the admin token when auth is on.
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from flask import Blueprint, Response, jsonify, request
 
@@ -42,7 +43,7 @@ def report() -> Response:
         return jsonify(latest)
     if period == "daily":
         day = request.args.get("day") or None
-        if day is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
+        if day is not None and not _is_date(day):  # 2024-13-45 matches the pattern but is no date: 400, not 500
             raise ClientInputError(f"day={day[:20]!r}", code="invalid_request", suggestion="Use YYYY-MM-DD (UTC).")
         return jsonify(rep.daily(day))
     if period == "history":
@@ -53,3 +54,13 @@ def report() -> Response:
         return jsonify({"reports": rep.history(since_s=min(86400, int(raw)))})
     raise ClientInputError(f"period={period[:20]!r}", code="invalid_request",
                            suggestion="Use period=latest, daily or history.")
+
+
+def _is_date(day: str) -> bool:
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", day):
+        return False
+    try:
+        datetime.strptime(day, "%Y-%m-%d")
+    except ValueError:
+        return False
+    return True

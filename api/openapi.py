@@ -16,6 +16,7 @@ from api.openapi_parts import (
     _OUTPUT_TYPES,
     MAX_OUTPUTS,
     MAX_TEXT_CHARS,
+    RATE_LIMIT_HEADER_DOCS,
     _headers,
     _json,
     _nullable,
@@ -23,7 +24,9 @@ from api.openapi_parts import (
     _op,
     _ref,
     _responses,
+    with_rate_limit_headers,
 )
+from api.openapi_webhooks import webhook_paths
 from api.version import VERSION
 from shared.errors import all_codes
 from shared.jobs.model import ATTEMPT_SUCCEEDED, OPERATIONS, STAGES, STATUSES, TERMINAL, WebhookState
@@ -93,7 +96,7 @@ def _schemas(s: Settings) -> dict[str, Any]:
                   "suggestion": {"type": "string", "description": "What the caller can do."},
                   "status_code": {"type": "integer", "minimum": 400, "maximum": 599}},
                  description="Every error from every route, including unknown routes and methods.")
-    common = _submission_fields()
+    common = _submission_fields(s)
     json_image = _obj({"data": {"type": "string", "contentEncoding": "base64",
                                 "description": "Standard base64 of the file bytes (a data: URL prefix is "
                                                "accepted)."},
@@ -133,9 +136,9 @@ def _schemas(s: Settings) -> dict[str, Any]:
             "ApiIndex": api_index, "Health": _obj({"status": {"type": "string", "enum": ["ok"]}})}
 
 
-def _submission_fields() -> dict[str, Any]:
+def _submission_fields(s: Settings) -> dict[str, Any]:
     return {
-        "instruction": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS,
+        "instruction": {"type": "string", "minLength": 1, "maxLength": s.max_instruction_chars,
                         "description": "The edit to make, e.g. 'make it black and white'. Must not be blank."},
         "operation": {"type": "string", "enum": list(OPERATIONS), "default": "edit",
                       "description": "edit: 1..N images; compose: ≥ 2; style_transfer: exactly 2 "
@@ -145,7 +148,8 @@ def _submission_fields() -> dict[str, Any]:
         "num_images": {"type": "integer", "minimum": 1, "maximum": MAX_OUTPUTS, "default": 1,
                        "description": "How many output images to generate."},
         "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048,
-                        "description": "Optional absolute http(s) URL called (signed) when the job finishes."},
+                        "description": "Optional absolute http(s) URL called (signed) when the job finishes. "
+                                       "Only public addresses on port 80/443 (else 422 invalid_webhook_url)."},
     }
 
 
@@ -160,10 +164,12 @@ def _components(s: Settings) -> dict[str, Any]:
                             "schema": {"type": "integer", "minimum": 0}},
             "ETag": {"description": "Strong validator of the output bytes (send as If-None-Match).",
                      "schema": {"type": "string"}},
+            **RATE_LIMIT_HEADER_DOCS,
         },
         "parameters": {
             "XRequestIDHeader": {"name": "X-Request-ID", "in": "header", "required": False,
-                                 "description": "Optional caller-chosen request id (≤ 64 chars) for logs.",
+                                 "description": "Optional caller-chosen request id for logs: echoed only when "
+                                                "it is 1-64 of A-Z a-z 0-9 . _ : - (else replaced).",
                                  "schema": {"type": "string", "maxLength": 64}},
             "JobId": {"name": "job_id", "in": "path", "required": True,
                       "description": "32 hex characters, as returned by POST /v1/jobs.",
@@ -180,9 +186,14 @@ def _components(s: Settings) -> dict[str, Any]:
 def _limits_text(s: Settings) -> str:
     return (f"Limits: at most {s.max_images} images per job, {s.max_image_bytes} bytes per image, "
             f"{s.max_image_pixels} pixels (width × height) per image, {s.max_request_bytes} bytes per request; "
-            f"num_images 1..{MAX_OUTPUTS}; instruction and image_description ≤ {MAX_TEXT_CHARS} characters. "
+            f"num_images 1..{MAX_OUTPUTS}; instruction ≤ {s.max_instruction_chars} and image_description ≤ "
+            f"{MAX_TEXT_CHARS} characters; at most {s.max_frames} frames per image, {s.max_form_parts} multipart "
+            f"parts, {s.max_json_bytes} bytes of JSON nested ≤ {s.max_json_depth} deep. "
             f"A job not finished within {s.job_deadline_s} s fails with deadline_exceeded; its results are kept "
-            f"{s.job_ttl_s} s.")
+            f"{s.job_ttl_s} s. Per API key (auth on; the keys file may set a key's own): "
+            f"{s.key_submissions_per_min or 'unlimited'} submissions per minute (429 rate_limited) and "
+            f"{s.key_max_waiting_jobs or 'unlimited'} jobs queued or running at once (429 too_many_jobs_waiting); "
+            "jobs of different keys are scheduled round-robin.")
 
 
 def _job_paths(s: Settings) -> dict[str, Any]:
@@ -291,7 +302,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "servers": [{"url": settings.public_base_url or "/"}],
         "tags": [{"name": "jobs"}, {"name": "meta"}, {"name": "health"}],
         "security": security,
-        "paths": {**_job_paths(settings), **_meta_paths(), **_admin_paths(), **_metrics_paths(),
-                  **_alert_paths()},
+        "paths": with_rate_limit_headers({**_job_paths(settings), **webhook_paths(), **_meta_paths(),
+                                          **_admin_paths(), **_metrics_paths(), **_alert_paths()}),
         "components": _components(settings),
     }

@@ -24,12 +24,42 @@ _ERROR_TEXT = {
     410: "The job expired and its data was deleted (code gone).",
     413: "Body or an image is over the byte limit (code payload_too_large or image_too_large).",
     415: "Not multipart/form-data or JSON, or an image format we do not accept (code unsupported_media_type).",
-    422: "An image is corrupt or has too many pixels (image_corrupt, image_too_many_pixels), or the "
-         "Idempotency-Key was used for a different request (idempotency_key_reused).",
-    429: "Too many requests (code rate_limited); retry after Retry-After seconds.",
+    422: "An image is corrupt or has too many pixels (image_corrupt, image_too_many_pixels), the webhook_url "
+         "may not be called (invalid_webhook_url), or the Idempotency-Key was used for a different request "
+         "(idempotency_key_reused).",
+    429: "The key's submissions per minute are spent (code rate_limited) or too many of its jobs are queued or "
+         "running (code too_many_jobs_waiting); retry after Retry-After seconds.",
     500: "Unexpected failure (code internal_error); details name the request id.",
     503: "Redis or the queue is unreachable (code service_unavailable); retry after Retry-After seconds.",
 }
+
+
+# On every /v1 response to a caller with an API key that has a submissions-per-minute limit (api/keylimits.py).
+RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset", "RateLimit-Policy")
+RATE_LIMIT_HEADER_DOCS: dict[str, Any] = {
+    "RateLimit-Limit": {"description": "Submissions (POST /v1/jobs) this key may make per 60 s. Sent on every /v1 "
+                                       "response to a keyed caller whose key has a limit.",
+                        "schema": {"type": "integer", "minimum": 1}},
+    "RateLimit-Remaining": {"description": "Submissions left in the current 60 s window (only POST /v1/jobs "
+                                           "consumes; every attempt counts).",
+                            "schema": {"type": "integer", "minimum": 0}},
+    "RateLimit-Reset": {"description": "Seconds until one more submission is available (0: the full quota is).",
+                        "schema": {"type": "integer", "minimum": 0}},
+    "RateLimit-Policy": {"description": "The policy, e.g. `120;w=60` (120 per 60 s moving window).",
+                         "schema": {"type": "string"}},
+}
+
+
+def with_rate_limit_headers(paths: dict[str, Any]) -> dict[str, Any]:
+    """Add the RateLimit headers to every response of every operation under /v1 (in place; returns `paths`)."""
+    for path, ops in paths.items():
+        if path != "/v1" and not path.startswith("/v1/"):
+            continue
+        for op in ops.values():
+            for response in op.get("responses", {}).values():
+                headers = response.setdefault("headers", {})
+                headers.update({name: {"$ref": f"#/components/headers/{name}"} for name in RATE_LIMIT_HEADERS})
+    return paths
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -2,9 +2,12 @@
 the only reader of the NANOEDIT_* environment): bind address, worker processes and threads, metrics directory."""
 
 from monitoring.multiproc import activate, mark_dead, web_dir
-from shared.settings import Settings
+from shared.redaction import secrets_of
+from shared.settings import Settings, is_loopback_host
 
-_settings = Settings.from_env()  # a bad value fails here, in the master, before any worker forks
+# A bad value fails here, in the master, before any worker forks; so does a non-loopback NANOEDIT_HOST with auth
+# off unless NANOEDIT_ALLOW_INSECURE=1 (docs/operations.md, "Safe defaults").
+_settings = Settings.from_env()
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.web_workers
 threads = _settings.web_threads
@@ -21,7 +24,10 @@ logconfig_dict = {
     "formatters": {"json": {"()": "pythonjsonlogger.json.JsonFormatter",
                             "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
                             "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"}}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}},
+    # gunicorn's lines are redacted like the app's (URL credentials, webhook tokens, keys: shared/redaction.py).
+    "filters": {"redact": {"()": "shared.redaction.RedactingFilter", "secrets": list(secrets_of(_settings))}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr",
+                            "filters": ["redact"]}},
     "root": {"level": "INFO", "handlers": []},  # the app installs its own JSON handler on the root logger
     "loggers": {"gunicorn.error": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
                 "gunicorn.access": {"handlers": [], "level": "INFO", "propagate": False}},
@@ -35,6 +41,9 @@ activate(_metrics_dir, wipe=False)
 
 def on_starting(server):  # master, once, before the first worker forks (not on HUP reloads)
     activate(_metrics_dir, wipe=True)
+    if not _settings.auth_enabled and not is_loopback_host(_settings.host):
+        server.log.critical("INSECURE: auth is off and the API binds %s, beyond loopback (NANOEDIT_ALLOW_INSECURE=1): "
+                            "anyone who can reach it can use the service", _settings.host)
 
 
 def child_exit(server, worker):  # master: a worker exited; drop its live gauges (in-flight requests)

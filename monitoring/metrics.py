@@ -61,7 +61,8 @@ TASKS_IN_PROGRESS = Gauge("nanoedit_tasks_in_progress", "Celery tasks executing 
 # name -> (type, help) of the gauges computed at scrape time from Redis (monitoring/state_collector.py).
 STATE_METRICS: dict[str, tuple[str, str]] = {
     "nanoedit_redis_up": ("gauge", "1 if the API could read Redis during this scrape."),
-    "nanoedit_queue_depth": ("gauge", "Messages waiting in the broker queue."),
+    "nanoedit_queue_depth": ("gauge", "Work waiting for the queue: broker messages plus the per-key "
+                                       "fair lines in front of it."),
     "nanoedit_queue_waiting_jobs": ("gauge", "Jobs waiting for a stage, per queue."),
     "nanoedit_queue_oldest_age_seconds": ("gauge", "Age of the oldest job waiting in the queue (0 when empty)."),
     "nanoedit_workers_live": ("gauge", "Worker instances with a fresh heartbeat, per queue."),

@@ -1,7 +1,8 @@
 """The composition root: every process (web, workers, beat) is wired here, once, from one `Settings`.
 
 `build_runtime(settings)` makes the Redis client, the job store with its terminal hook, the blob store, the
-enqueuer, the fleet limiter, the circuit breaker and the outcome recorder. `api.create_app` and
+enqueuer (with the per-key fair queues in front of Celery), the fleet limiter, the circuit breaker, the outcome
+recorder and the per-key submission limiter. `api.create_app` and
 `workers.context.build_context` both start from it, so the two sides cannot drift apart. It lives in
 `monitoring` because the terminal hook (metrics, outcome samples, the webhook) is part of every process's
 wiring and `monitoring` is the highest layer both `api` and `workers` may import (docs/architecture.md,
@@ -21,7 +22,9 @@ from shared.apikeys import KeyRing
 from shared.blobs import BlobStore, FilesystemBlobStore
 from shared.circuit import CircuitBreaker
 from shared.clock import Clock, SystemClock
+from shared.fairqueue import FairQueue
 from shared.jobs.store import JobStore
+from shared.keyquota import SubmissionLimiter
 from shared.limiter import FleetLimiter
 from shared.liveness import WorkerRegistry
 from shared.queueing import CeleryEnqueuer, Enqueuer, make_celery
@@ -43,6 +46,7 @@ class Runtime:
     breaker: CircuitBreaker
     recorder: OutcomeRecorder
     keyring: KeyRing = field(default_factory=lambda: KeyRing(b"", []))
+    quotas: SubmissionLimiter | None = None  # per-key submissions/min; None (hand-built test contexts) = no limit
 
     def liveness(self) -> WorkerRegistry:
         """Worker and beat heartbeats, judged by this process's clock and the configured interval."""
@@ -53,7 +57,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, redis_conn:
                   blobs: BlobStore | None = None, enqueuer: Enqueuer | None = None) -> Runtime:
     clock = clock or SystemClock()
     r = redis_conn if redis_conn is not None else redis_client(settings)
-    enq = enqueuer if enqueuer is not None else CeleryEnqueuer(make_celery(settings))
+    enq = enqueuer if enqueuer is not None else CeleryEnqueuer(
+        make_celery(settings), fair=FairQueue(r, settings.redis_prefix), ready=settings.fair_queue_depth)
     store = JobStore(r, settings.redis_prefix, clock)
     recorder = OutcomeRecorder(r, settings.redis_prefix, clock)
     install_terminal_hook(store, recorder, enq.webhook)
@@ -65,4 +70,5 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, redis_conn:
         breaker=CircuitBreaker(r, settings.redis_prefix, settings.circuit_config(), clock),
         recorder=recorder,
         keyring=KeyRing.from_settings(settings),
+        quotas=SubmissionLimiter(r, settings.redis_prefix),
     )

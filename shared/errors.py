@@ -48,8 +48,14 @@ _SPECS: dict[str, ErrorSpec] = {
                   "Compress or downscale the image below the byte limit and retry."),
         ErrorSpec("image_too_many_pixels", 422, "The image has too many pixels.",
                   "Downscale the image below the pixel limit (width × height) and retry."),
+        ErrorSpec("image_too_many_frames", 422, "The image has too many frames or pages.",
+                  "Send a still image, or an animation/multi-page file with fewer frames; only the first frame "
+                  "is edited."),
         ErrorSpec("payload_too_large", 413, "The request body is too large.",
                   "Send fewer or smaller images in one request."),
+        ErrorSpec("misdirected_request", 421, "This server does not answer for that host name.",
+                  "Call the service by a name it is configured for (NANOEDIT_ALLOWED_HOSTS or "
+                  "NANOEDIT_PUBLIC_BASE_URL), e.g. http://127.0.0.1:8000."),
         ErrorSpec("unauthorized", 401, "A valid API key is required.",
                   "Send 'Authorization: Bearer <key>' or 'X-API-Key: <key>' with a key issued to you."),
         ErrorSpec("forbidden", 403, "You may not access this resource.",
@@ -62,6 +68,12 @@ _SPECS: dict[str, ErrorSpec] = {
                   "GET the job to see its status; a finished job cannot be canceled."),
         ErrorSpec("rate_limited", 429, "Too many requests.", "Wait for Retry-After seconds and retry.",
                   retry_after_s=5),
+        ErrorSpec("too_many_jobs_waiting", 429, "Too many of your jobs are waiting.",
+                  "Wait for some of your jobs to finish (poll them, or retry after Retry-After seconds), or cancel "
+                  "jobs you no longer need, then submit again.", retry_after_s=5),
+        ErrorSpec("invalid_webhook_url", 422, "This webhook_url cannot be called.",
+                  "Use an http(s) URL on port 80 or 443 whose host resolves only to public internet addresses "
+                  "(no user:password@); operators allow internal receivers with NANOEDIT_WEBHOOK_ALLOW_HOSTS."),
         ErrorSpec("idempotency_key_reused", 422, "This Idempotency-Key was used for a different request.",
                   "Use a new Idempotency-Key for a new request, or resend exactly the original request."),
         ErrorSpec("service_unavailable", 503, "The service is temporarily unavailable.",
@@ -84,6 +96,8 @@ _SPECS: dict[str, ErrorSpec] = {
         ErrorSpec("deadline_exceeded", 504, "The job did not finish before its deadline.",
                   "Retry the job; if it keeps happening the service is overloaded."),
         ErrorSpec("canceled", 409, "The job was canceled.", "Submit a new job if you still need the result."),
+        ErrorSpec("output_too_large", 502, "The image model returned an image over this service's output limits.",
+                  "Retry the job, or ask for a smaller result; the limits are in GET /v1 (limits)."),
         ErrorSpec("internal_error", 500, "Something went wrong on our side.",
                   "Retry; if it persists, contact the operators with the request id."),
     )

@@ -1,5 +1,8 @@
 """Light, synchronous image inspection: is this upload an image we accept, and how big is it?
 
+Two levels: `inspect_header` (the web process: headers only, never a pixel decoded) and `inspect_image` (the
+preprocess worker: the same checks plus verify and a decode of the first frame).
+
 Owns the acceptance rules shared by the API (before a job is accepted) and the preprocess worker (before it
 converts): the allowed formats, identification by content only (names and Content-Type are never trusted),
 the byte limit, the pixel limit (a decompression-bomb guard read from the header, before any pixel is
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageFile
 
 from shared.errors import ClientInputError
+from shared.image_frames import gif_frames, tiff_pages
 
 # Pillow plugin ids tried when opening; MPO (multi-picture JPEG) is opened by the JPEG plugin.
 _CORE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
@@ -39,6 +43,7 @@ _MIME_TYPES: dict[str, str] = {
     "TIFF": "image/tiff",
     "HEIF": "image/heif",
 }
+DEFAULT_MAX_FRAMES = 1000  # Settings.max_frames (NANOEDIT_MAX_FRAMES) overrides it
 # What a decoder raises on damaged data (zlib.error from PNG chunks, struct.error from short headers).
 _DECODE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error, zlib.error,
@@ -90,25 +95,44 @@ def open_image(data: bytes) -> ImageFile.ImageFile:
                                code="unsupported_media_type") from exc
 
 
-def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int) -> ImageInfo:
-    """Identify and check one upload; raise `ClientInputError` with the public code when refused.
-
-    Order matters: cheap checks first (byte length, header, pixel count) so a bomb is refused before any
-    pixel is decoded; then integrity (`verify()` on one open, a full `load()` of the first frame on a fresh
-    open, JPEG loaded at 1/8 scale so the check stays cheap).
+def inspect_header(data: bytes, *, max_bytes: int, max_pixels: int, max_frames: int = DEFAULT_MAX_FRAMES
+                   ) -> ImageInfo:
+    """The web process's check: format by content, byte length, dimensions, pixel and frame limits, from the
+    headers only. Never decodes pixel data (Pillow's `Image.open` is lazy: it parses the header and stops);
+    truncation and damaged pixel data are found by the preprocess worker (`inspect_image`), which fails the
+    job with `image_corrupt`.
     """
     if not data:
         raise ClientInputError("empty file (0 bytes)", code="image_corrupt")
     if len(data) > max_bytes:
         raise ClientInputError(f"{len(data)} bytes exceeds the limit of {max_bytes} bytes",
                                code="image_too_large")
+    with open_image(data) as im:
+        width, height = im.size
+        if width < 1 or height < 1:
+            raise ClientInputError(f"the header says {width}x{height}", code="image_corrupt")
+        if width * height > max_pixels:  # before anything else reads past the header
+            raise ClientInputError(f"{width}x{height} = {width * height} pixels exceeds the limit of "
+                                   f"{max_pixels} pixels", code="image_too_many_pixels")
+        info = _describe(im, data, max_frames)
+    if info.frames > max_frames:
+        raise ClientInputError(f"more than {max_frames} frames/pages (the limit)", code="image_too_many_frames",
+                               suggestion=f"Send a still image, or one with at most {max_frames} frames/pages; "
+                                          "only the first is edited.")
+    return info
+
+
+def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int, max_frames: int = DEFAULT_MAX_FRAMES
+                  ) -> ImageInfo:
+    """The preprocess worker's full check: `inspect_header`, then integrity; raises `ClientInputError`.
+
+    Order matters: cheap checks first (byte length, header, pixel count) so a bomb is refused before any
+    pixel is decoded; then integrity (`verify()` on one open, a full `load()` of the first frame on a fresh
+    open, JPEG loaded at 1/8 scale so the check stays cheap).
+    """
+    info = inspect_header(data, max_bytes=max_bytes, max_pixels=max_pixels, max_frames=max_frames)
     with _strict_decoding():
         with open_image(data) as im:
-            width, height = im.size
-            if width * height > max_pixels:  # before anything else reads past the header
-                raise ClientInputError(f"{width}x{height} = {width * height} pixels exceeds the limit of "
-                                       f"{max_pixels} pixels", code="image_too_many_pixels")
-            info = _describe(im)
             _guard(im.verify)
         with open_image(data) as im:
             if im.format in ("JPEG", "MPO"):
@@ -123,17 +147,22 @@ def load_strict(im: ImageFile.ImageFile) -> None:
         _guard(im.load)
 
 
-def _describe(im: ImageFile.ImageFile) -> ImageInfo:
+def _describe(im: ImageFile.ImageFile, data: bytes, max_frames: int) -> ImageInfo:
     fmt = "JPEG" if im.format == "MPO" else (im.format or "")
     mime = _MIME_TYPES.get(fmt, "application/octet-stream")
     if fmt == "HEIF":
         mime = im.get_format_mimetype() or mime  # "image/heic" for the HEVC brands
     width, height = im.size
-    try:
-        frames = int(getattr(im, "n_frames", 1))
-    except _DECODE_ERRORS as exc:  # GIF counts frames by walking the blocks
-        raise ClientInputError(f"{fmt} frame table could not be read ({type(exc).__name__})",
-                               code="image_corrupt") from exc
+    if fmt == "GIF":  # Pillow would walk every frame, unbounded: count the blocks, stop past the limit
+        frames = gif_frames(data, max_frames)
+    elif fmt == "TIFF":
+        frames = tiff_pages(data, max_frames)
+    else:  # the others state the count in a header (APNG acTL, WebP demux, MPO index, HEIF item list)
+        try:
+            frames = int(getattr(im, "n_frames", 1))
+        except _DECODE_ERRORS as exc:
+            raise ClientInputError(f"{fmt} frame table could not be read ({type(exc).__name__})",
+                                   code="image_corrupt") from exc
     return ImageInfo(format=fmt, mime_type=mime, width=width, height=height, frames=max(1, frames))
 
 

@@ -1,14 +1,14 @@
 """JSON logs for every process (python-json-logger), with job/request/task context from contextvars.
 
 `log_context(job_id=..., task_id=...)` adds fields to every record logged inside it. A filter redacts anything
-that looks like a secret (API keys, bearer tokens, whsec_ secrets) so they never reach the log stream.
+that looks like a secret (API keys, bearer tokens, whsec_ secrets, URL credentials, Slack/alert webhook URL
+tokens, SMTP and Redis passwords: shared/redaction.py) so they never reach the log stream.
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
-import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +16,7 @@ from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
 
+from shared.redaction import redact, secrets_of
 from shared.settings import Settings
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("nanoedit_log_context",
@@ -23,9 +24,6 @@ _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar
 
 CONTEXT_FIELDS = ("job_id", "request_id", "task_id", "stage")
 
-_SECRET = re.compile(
-    r"(AIza[0-9A-Za-z_\-]{20,}|whsec_[0-9A-Za-z+/=]+|Bearer\s+[^\s\"']+|x-goog-api-key[\"':=\s]+[^\s\"',]+)",
-    re.IGNORECASE)
 
 
 @contextmanager
@@ -48,9 +46,7 @@ class _ContextFilter(logging.Filter):
         self.secrets = tuple(s for s in secrets if len(s) >= 6)
 
     def redact(self, text: str) -> str:
-        for s in self.secrets:
-            text = text.replace(s, "[REDACTED]")
-        return _SECRET.sub("[REDACTED]", text)
+        return redact(text, self.secrets)  # configured values and secret shapes (shared/redaction.py)
 
     def filter(self, record: logging.LogRecord) -> bool:
         for k, v in (_context.get() or {}).items():
@@ -80,8 +76,7 @@ class _RedactingJsonFormatter(JsonFormatter):
 def configure_logging(settings: Settings, *, process: str, stream: Any = None) -> None:
     """Route the root logger to one JSON handler. Safe to call more than once."""
     handler = logging.StreamHandler(stream or sys.stderr)
-    secrets = (*settings.api_keys, settings.admin_token, settings.gemini_api_key, settings.alert_webhook_secret,
-               settings.webhook_secret)
+    secrets = secrets_of(settings)  # keys, tokens, URL passwords, webhook URL tokens
     context_filter = _ContextFilter(process, secrets)
     handler.setFormatter(_RedactingJsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s",

@@ -4,33 +4,55 @@ The web process imports only this module, never worker code: it enqueues by task
 preprocessing and google-genai stay out of the API process. The reliability settings (docs/architecture.md,
 "Celery reliability settings") are configured here once: late acks, reject on worker loss, prefetch 1, per-stage
 time limits, a visibility timeout derived from them (> 2 × longest hard limit + longest countdown).
+
+Fair scheduling between keys (docs/architecture.md, "Fair scheduling between keys") sits behind the same port:
+`CeleryEnqueuer` puts a job's first preprocess and generate tasks into the owner's line of a `FairQueue`
+(shared/fairqueue.py) and `pump` moves them into the Celery queues round-robin between owners while those are
+short. Pumps run on every push, at the end of every preprocess and generate task (workers/tasks.py), in reconcile,
+and every `PUMP_INTERVAL_S` from beat as a safety net. Retries and quota waits (`generate` without `owner`, with a
+countdown) go straight to Celery: the job was already admitted, and holding its retry back would only make it
+slower, not anyone else faster.
 """
 
 from __future__ import annotations
 
+import logging
+import secrets
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from celery import Celery
 from kombu import Exchange, Queue
 
+from shared.fairqueue import FairQueue
 from shared.settings import Settings
+
+log = logging.getLogger("nanoedit.queueing")
 
 PREPROCESS_QUEUE = "preprocess"
 GENERATE_QUEUE = "generate"
 QUEUES = (PREPROCESS_QUEUE, GENERATE_QUEUE)
-# Upkeep (reconcile, expire, health report + alerts, webhooks) has its own queue, consumed by the preprocess
+# Upkeep (reconcile, expire, health report + alerts) has its own queue, consumed by the preprocess
 # instances too (Procfile: -Q preprocess,maintenance; kombu rotates between a worker's queues), so a job
 # backlog never delays alerts or the deadline reconciler by more than one task.
 MAINTENANCE_QUEUE = "maintenance"
-ALL_QUEUES = (*QUEUES, MAINTENANCE_QUEUE)
+# Job webhooks (delivery attempts and the outbox dispatcher) have their own queue and pool (Procfile `webhooks`),
+# so a slow or trickling receiver never holds a preprocess or maintenance slot.
+WEBHOOKS_QUEUE = "webhooks"
+ALL_QUEUES = (*QUEUES, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE)
 
 TASK_PREPROCESS = "nanoedit.preprocess"
 TASK_GENERATE = "nanoedit.generate"
 TASK_RECONCILE = "nanoedit.reconcile"
 TASK_EXPIRE = "nanoedit.expire"
 TASK_WEBHOOK = "nanoedit.webhook"
+TASK_WEBHOOK_DISPATCH = "nanoedit.webhook_dispatch"
 TASK_HEALTH_REPORT = "nanoedit.health_report"
+TASK_PUMP = "nanoedit.pump"
+
+# The job queues with a fair line per owner in front of them, and how often beat pumps them (safety net).
+FAIR_QUEUES = (PREPROCESS_QUEUE, GENERATE_QUEUE)
+PUMP_INTERVAL_S = 1.0
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -69,8 +91,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_GENERATE: {"queue": GENERATE_QUEUE, "routing_key": GENERATE_QUEUE},
             TASK_RECONCILE: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
             TASK_EXPIRE: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
-            TASK_WEBHOOK: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
+            TASK_WEBHOOK: {"queue": WEBHOOKS_QUEUE, "routing_key": WEBHOOKS_QUEUE},
+            TASK_WEBHOOK_DISPATCH: {"queue": WEBHOOKS_QUEUE, "routing_key": WEBHOOKS_QUEUE},
             TASK_HEALTH_REPORT: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
+            TASK_PUMP: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
         },
         "beat_schedule": {
             "reconcile": {"task": TASK_RECONCILE, "schedule": float(settings.reconcile_interval_s),
@@ -78,6 +102,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "expire": {"task": TASK_EXPIRE, "schedule": 60.0, "options": {"expires": 60.0}},
             "health_report": {"task": TASK_HEALTH_REPORT, "schedule": float(settings.report_interval_s),
                               "options": {"expires": float(settings.report_interval_s)}},
+            "webhook_dispatch": {"task": TASK_WEBHOOK_DISPATCH, "schedule": settings.webhook_dispatch_interval_s,
+                                 "options": {"expires": settings.webhook_dispatch_interval_s}},
+            "pump": {"task": TASK_PUMP, "schedule": PUMP_INTERVAL_S, "options": {"expires": PUMP_INTERVAL_S}},
         },
         "timezone": "UTC",
         # Baseline for benchmarks only: Celery's own rate limit is per worker instance, so N instances send N×.
@@ -93,12 +120,20 @@ def make_celery(settings: Settings) -> Celery:
 
 
 class Enqueuer(Protocol):
-    """The port through which anything puts work on the queues (the API, workers, beat)."""
+    """The port through which anything puts work on the queues (the API, workers, beat).
 
-    def preprocess(self, job_id: str) -> None: ...
+    `preprocess` and `generate(..., owner=...)` admit a job's work through `owner`'s fair line; `generate`
+    without `owner` (retries, quota waits) sends at once. `pump(queue)` moves waiting work into the Celery queue
+    and returns how many tasks it sent. `queue_depths` counts, per job queue, the Celery messages plus the work
+    waiting in the fair lines in front of it.
+    """
+
+    def preprocess(self, job_id: str, owner: str) -> None: ...
 
     def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None,
-                 wait: int = 0) -> None: ...
+                 wait: int = 0, *, owner: str | None = None) -> None: ...
+
+    def pump(self, queue: str) -> int: ...
 
     def webhook(self, job_id: str, attempt: int = 1, countdown: float | None = None) -> None: ...
 
@@ -110,22 +145,32 @@ class RecordingEnqueuer:
     """The in-package stub of `Enqueuer` for tests: records what would be sent, sends nothing.
 
     `sent` holds ("preprocess", job_id), ("generate", job_id, index, attempt, countdown, wait) and
-    ("webhook", job_id, attempt, countdown) in order; `depths` is what `queue_depths()` answers.
+    ("webhook", job_id, attempt, countdown) in order; `owners` maps a job id to the owner whose fair line it was
+    admitted through; `pumped` lists the queues `pump` was asked for; `depths` is what `queue_depths()` answers.
     """
 
     sent: list[tuple[Any, ...]] = field(default_factory=list)
     depths: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ALL_QUEUES, 0))
+    owners: dict[str, str] = field(default_factory=dict)
+    pumped: list[str] = field(default_factory=list)
 
     @property
     def preprocessed(self) -> list[str]:
         return [str(s[1]) for s in self.sent if s[0] == "preprocess"]
 
-    def preprocess(self, job_id: str) -> None:
+    def preprocess(self, job_id: str, owner: str) -> None:
         self.sent.append(("preprocess", job_id))
+        self.owners[job_id] = owner
 
     def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None,
-                 wait: int = 0) -> None:
+                 wait: int = 0, *, owner: str | None = None) -> None:
         self.sent.append(("generate", job_id, index, attempt, countdown, wait))
+        if owner is not None:
+            self.owners[job_id] = owner
+
+    def pump(self, queue: str) -> int:
+        self.pumped.append(queue)
+        return 0
 
     def webhook(self, job_id: str, attempt: int = 1, countdown: float | None = None) -> None:
         self.sent.append(("webhook", job_id, attempt, countdown))
@@ -135,30 +180,86 @@ class RecordingEnqueuer:
 
 
 class CeleryEnqueuer:
-    """Sends stage tasks by name. Task ids are rooted at the job id so logs and brokers tie back to the job."""
+    """Sends stage tasks by name. Task ids are rooted at the job id so logs and brokers tie back to the job.
 
-    def __init__(self, app: Celery) -> None:
+    With a `fair` queue (what `build_runtime` wires), first admissions go through the owner's fair line and
+    `pump` keeps `ready` messages in each job queue; without one, everything is sent at once (plain FIFO).
+    """
+
+    def __init__(self, app: Celery, fair: FairQueue | None = None, ready: int = 8) -> None:
         self.app = app
+        self.fair = fair
+        self.ready = ready
 
-    def preprocess(self, job_id: str) -> None:
+    def preprocess(self, job_id: str, owner: str) -> None:
+        """Admit the job: into `owner`'s preprocess line (raises if Redis refuses), then pump."""
+        if self.fair is None:
+            self._send_preprocess(job_id)
+            return
+        self.fair.push(PREPROCESS_QUEUE, owner, job_id)
+        self._pump_quietly(PREPROCESS_QUEUE)
+
+    def _send_preprocess(self, job_id: str) -> None:
         self.app.send_task(TASK_PREPROCESS, args=[job_id], task_id=f"{job_id}.preprocess",
                            queue=PREPROCESS_QUEUE, routing_key=PREPROCESS_QUEUE)
 
     def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None,
-                 wait: int = 0) -> None:
+                 wait: int = 0, *, owner: str | None = None) -> None:
         """`attempt` counts provider attempts (retries); `wait` counts re-queues while waiting for quota or
-        an open circuit, which burn no retry. Both are in the task id, so each delivery is counted apart."""
+        an open circuit, which burn no retry. Both are in the task id, so each delivery is counted apart.
+        With `owner` (the first attempt, sent by preprocessing) the task goes through the owner's fair line."""
+        if owner is not None and self.fair is not None and attempt == 1 and not wait and countdown is None:
+            self.fair.push(GENERATE_QUEUE, owner, f"{job_id}.{index}")
+            self._pump_quietly(GENERATE_QUEUE)
+            return
         suffix = f"w{wait}" if wait else ""
         self.app.send_task(TASK_GENERATE, args=[job_id, index, attempt, wait],
                            task_id=f"{job_id}.generate.{index}.{attempt}{suffix}", queue=GENERATE_QUEUE,
                            routing_key=GENERATE_QUEUE, countdown=countdown)
 
     def webhook(self, job_id: str, attempt: int = 1, countdown: float | None = None) -> None:
-        self.app.send_task(TASK_WEBHOOK, args=[job_id, attempt], task_id=f"{job_id}.webhook.{attempt}",
-                           queue=MAINTENANCE_QUEUE, routing_key=MAINTENANCE_QUEUE, countdown=countdown)
+        """Ask a webhooks worker to try the job's delivery (the outbox decides whether one is due and numbers
+        the attempt; `attempt` only names the task). Duplicates are harmless: only one claims an attempt."""
+        self.app.send_task(TASK_WEBHOOK, args=[job_id, attempt],
+                           task_id=f"{job_id}.webhook.{attempt}.{secrets.token_hex(3)}",
+                           queue=WEBHOOKS_QUEUE, routing_key=WEBHOOKS_QUEUE, countdown=countdown)
+
+    def pump(self, queue: str) -> int:
+        """Move work from the fair lines into `queue`, round-robin between owners, while fewer than `ready`
+        messages wait there. A send that fails gives the rest back to the head of their lines and raises."""
+        if self.fair is None or queue not in FAIR_QUEUES:
+            return 0
+        taken = self.fair.take(queue, ready=self.ready)
+        for i, t in enumerate(taken):
+            try:
+                if queue == PREPROCESS_QUEUE:
+                    self._send_preprocess(t.item)
+                else:
+                    job_id, _, index = t.item.rpartition(".")
+                    self.generate(job_id, int(index))
+            except Exception:
+                self.fair.ack(queue, taken[:i])
+                self.fair.give_back(queue, taken[i:])
+                raise
+        self.fair.ack(queue, taken)
+        return len(taken)
+
+    def _pump_quietly(self, queue: str) -> None:
+        """Pump after a push; the work is already safe in its line, so a failure here only delays it until the
+        next pump (another push, a task's end, reconcile, or beat's pump every PUMP_INTERVAL_S)."""
+        try:
+            self.pump(queue)
+        except Exception:
+            log.warning("pump failed; the work stays in its fair line for the next pump", exc_info=True,
+                        extra={"queue": queue})
 
     def queue_depths(self) -> dict[str, int]:
-        """Messages waiting in each queue (kombu's Redis transport keeps a list per queue)."""
+        """Work waiting for each queue: Celery messages (kombu's Redis transport keeps a list per queue) plus,
+        for the job queues, what waits in the fair lines in front of them."""
         with self.app.connection_for_write() as conn:
             client = conn.default_channel.client
-            return {q: int(client.llen(q)) for q in ALL_QUEUES}
+            depths = {q: int(client.llen(q)) for q in ALL_QUEUES}
+        if self.fair is not None:
+            for q in FAIR_QUEUES:
+                depths[q] = depths.get(q, 0) + self.fair.backlog(q).items
+        return depths

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from shared.circuit import CircuitConfig
 from shared.errors import ConfigError
 from shared.limiter import LimitConfig
 from shared.models import DEFAULT_MODEL, normalize_model_name
+from shared.outbound import OutboundPolicy
 
 
 class SettingsError(ConfigError):
@@ -65,6 +67,50 @@ def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
 
 
+def _allow_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    hosts = _csv(env, "NANOEDIT_WEBHOOK_ALLOW_HOSTS")
+    try:
+        OutboundPolicy.build(hosts)
+    except ValueError as exc:
+        raise SettingsError(f"NANOEDIT_WEBHOOK_ALLOW_HOSTS: {exc}") from None
+    return hosts
+
+
+def _ports(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
+    raw = _csv(env, name)
+    if not raw:
+        return default
+    if not all(p.isdigit() and 1 <= int(p) <= 65535 for p in raw):
+        raise SettingsError(f"{name}={','.join(raw)!r}: use comma-separated port numbers (1..65535)")
+    return tuple(int(p) for p in raw)
+
+
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback IP literal (127.0.0.0/8, ::1; brackets allowed); other names may resolve anywhere."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_bind(env: Mapping[str, str]) -> bool:
+    """Safe default: with auth off the API binds loopback only. Returns NANOEDIT_ALLOW_INSECURE.
+
+    A non-loopback NANOEDIT_HOST needs NANOEDIT_API_KEYS / NANOEDIT_API_KEYS_FILE, or NANOEDIT_ALLOW_INSECURE=1
+    (then the API and the start-up banner warn loudly)."""
+    insecure = env.get("NANOEDIT_ALLOW_INSECURE", "").strip().lower() in ("1", "true", "yes", "on")
+    host = env.get("NANOEDIT_HOST", "").strip() or "127.0.0.1"
+    auth = bool(_csv(env, "NANOEDIT_API_KEYS") or env.get("NANOEDIT_API_KEYS_FILE", "").strip())
+    if not auth and not insecure and not is_loopback_host(host):
+        raise SettingsError(f"NANOEDIT_HOST={host} with auth off would let anyone on the network use the service: "
+                            "set NANOEDIT_API_KEYS (or NANOEDIT_API_KEYS_FILE), bind 127.0.0.1, or set "
+                            "NANOEDIT_ALLOW_INSECURE=1 if you really mean it")
+    return insecure
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -104,6 +150,8 @@ class Settings:
     key_hash_secret: str = field(default="", repr=False)  # HMAC secret for key hashes ("" = one in data_dir)
     key_submissions_per_min: int = 120  # per-key default; a key in the keys file may override it (0 = no limit)
     key_max_waiting_jobs: int = 1000  # per-key default of jobs accepted and not yet finished (0 = no limit)
+    # Messages kept ready in each Celery job queue; the rest wait in per-key fair lines (shared/fairqueue.py).
+    fair_queue_depth: int = 8
     admin_token: str = field(default="", repr=False)
 
     job_ttl_s: int = 24 * 3600
@@ -112,6 +160,20 @@ class Settings:
     max_request_bytes: int = 100 * 1024 * 1024
     max_image_pixels: int = 64_000_000
     max_long_edge: int = 2048
+    # Intake bounds (docs/api.md, "Limits and accepted formats"): the web process refuses before it reads more.
+    max_instruction_chars: int = 10_000
+    max_form_parts: int = 64  # multipart parts (files + fields) per request
+    max_form_field_bytes: int = 256 * 1024  # one multipart text field (werkzeug's MAX_FORM_MEMORY_SIZE)
+    max_json_bytes: int = 32 * 1024 * 1024  # a JSON submission body (base64 images included)
+    max_json_depth: int = 32  # nesting of arrays/objects in any JSON body
+    max_frames: int = 1000  # frames/pages per input image (only the first is edited)
+    # Output bounds (workers/output_bounds.py): every provider result is checked before it is stored.
+    max_output_bytes: int = 32 * 1024 * 1024
+    max_output_pixels: int = 4096 * 4096
+    max_output_long_edge: int = 4096
+    # Request hygiene (api/hygiene.py): Host names answered ("*" = any); non-loopback bind with auth off.
+    allowed_hosts: tuple[str, ...] = ()
+    allow_insecure: bool = False
 
     # Celery reliability (docs/architecture.md, "Celery reliability settings"). Hard limits per stage; the
     # visibility timeout derives from them.
@@ -128,8 +190,15 @@ class Settings:
     reconcile_interval_s: int = 15
     cache_ttl_s: int = 3600  # identical requests within this reuse stored outputs (0 = off)
     webhook_secret: str = field(default="", repr=False)
-    webhook_timeout_s: float = 10.0
-    webhook_max_attempts: int = 6
+    webhook_timeout_s: float = 10.0  # one delivery attempt, start to end (connect, TLS, send, answer)
+    webhook_max_attempts: int = 0  # 0 = no cap: NANOEDIT_WEBHOOK_RETRY_HOURS decides when to give up
+    webhook_retry_hours: float = 24.0  # retry window, from the first attempt
+    webhook_retry_base_s: float = 5.0  # first retry after ~this, doubling (jittered), capped at webhook_retry_cap_s
+    webhook_retry_cap_s: float = 3600.0
+    webhook_dispatch_interval_s: float = 5.0  # beat: due deliveries in the outbox → the webhooks queue
+    webhook_allow_hosts: tuple[str, ...] = ()  # host names or IPs/CIDRs allowed though not public (shared/outbound.py)
+    webhook_allowed_ports: tuple[int, ...] = (80, 443)
+    webhook_resolve_timeout_s: float = 2.0  # DNS lookup of a webhook_url host at intake and at send time
     alert_rules: str = ""
     alert_webhook_url: str = ""
     alert_webhook_secret: str = field(default="", repr=False)
@@ -175,6 +244,11 @@ class Settings:
     def blob_dir(self) -> Path:
         return self.data_dir / "blobs"
 
+    def outbound_policy(self) -> OutboundPolicy:
+        """Where client-chosen URLs (job webhooks) may point (shared/outbound.py)."""
+        return OutboundPolicy.build(self.webhook_allow_hosts, self.webhook_allowed_ports,
+                                    self.webhook_resolve_timeout_s)
+
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed (tests, CLI overrides)."""
         return replace(self, **changes)
@@ -193,6 +267,7 @@ class Settings:
         if secret:
             check_webhook_secret(secret)
         model = normalize_model_name(env.get("NANOEDIT_GEMINI_MODEL", "")) or DEFAULT_MODEL
+        insecure = _check_bind(env)
         return cls(
             redis_url=env.get("NANOEDIT_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
             redis_prefix=env.get("NANOEDIT_REDIS_PREFIX", "").strip() or "nanoedit",
@@ -229,6 +304,7 @@ class Settings:
             key_hash_secret=env.get("NANOEDIT_KEY_HASH_SECRET", "").strip(),
             key_submissions_per_min=_int(env, "NANOEDIT_KEY_SUBMISSIONS_PER_MIN", 120, 0),
             key_max_waiting_jobs=_int(env, "NANOEDIT_KEY_MAX_WAITING_JOBS", 1000, 0),
+            fair_queue_depth=_int(env, "NANOEDIT_FAIR_QUEUE_DEPTH", 8, 1),
             admin_token=env.get("NANOEDIT_ADMIN_TOKEN", "").strip(),
             job_ttl_s=_int(env, "NANOEDIT_JOB_TTL_S", 24 * 3600, 1),
             max_images=_int(env, "NANOEDIT_MAX_IMAGES", 8, 2),
@@ -236,6 +312,18 @@ class Settings:
             max_request_bytes=_int(env, "NANOEDIT_MAX_REQUEST_BYTES", 100 * 1024 * 1024, 1024),
             max_image_pixels=_int(env, "NANOEDIT_MAX_IMAGE_PIXELS", 64_000_000, 1),
             max_long_edge=_int(env, "NANOEDIT_MAX_LONG_EDGE", 2048, 64),
+            max_instruction_chars=_int(env, "NANOEDIT_MAX_INSTRUCTION_CHARS", 10_000, 1),
+            max_form_parts=_int(env, "NANOEDIT_MAX_FORM_PARTS", 64, 4),
+            # Above werkzeug's 64 KiB read chunk, which its per-field check also counts.
+            max_form_field_bytes=_int(env, "NANOEDIT_MAX_FORM_FIELD_BYTES", 256 * 1024, 128 * 1024),
+            max_json_bytes=_int(env, "NANOEDIT_MAX_JSON_BYTES", 32 * 1024 * 1024, 1024),
+            max_json_depth=_int(env, "NANOEDIT_MAX_JSON_DEPTH", 32, 4),
+            max_frames=_int(env, "NANOEDIT_MAX_FRAMES", 1000, 1),
+            max_output_bytes=_int(env, "NANOEDIT_MAX_OUTPUT_BYTES", 32 * 1024 * 1024, 1024),
+            max_output_pixels=_int(env, "NANOEDIT_MAX_OUTPUT_PIXELS", 4096 * 4096, 4096),
+            max_output_long_edge=_int(env, "NANOEDIT_MAX_OUTPUT_LONG_EDGE", 4096, 64),
+            allowed_hosts=tuple(h.lower() for h in _csv(env, "NANOEDIT_ALLOWED_HOSTS")),
+            allow_insecure=insecure,
             preprocess_soft_limit_s=_int(env, "NANOEDIT_PREPROCESS_SOFT_LIMIT_S", 60, 1),
             preprocess_hard_limit_s=_int(env, "NANOEDIT_PREPROCESS_HARD_LIMIT_S", 90, 2),
             max_countdown_s=_int(env, "NANOEDIT_MAX_COUNTDOWN_S", 120, 1),
@@ -249,7 +337,14 @@ class Settings:
             cache_ttl_s=_int(env, "NANOEDIT_CACHE_TTL_S", 3600, 0),
             webhook_secret=env.get("NANOEDIT_WEBHOOK_SECRET", "").strip(),
             webhook_timeout_s=_float(env, "NANOEDIT_WEBHOOK_TIMEOUT_S", 10.0, 0.1),
-            webhook_max_attempts=_int(env, "NANOEDIT_WEBHOOK_MAX_ATTEMPTS", 6, 1),
+            webhook_max_attempts=_int(env, "NANOEDIT_WEBHOOK_MAX_ATTEMPTS", 0, 0),
+            webhook_retry_hours=_float(env, "NANOEDIT_WEBHOOK_RETRY_HOURS", 24.0, 0.0),
+            webhook_retry_base_s=_float(env, "NANOEDIT_WEBHOOK_RETRY_BASE_S", 5.0, 0.01),
+            webhook_retry_cap_s=_float(env, "NANOEDIT_WEBHOOK_RETRY_CAP_S", 3600.0, 0.01),
+            webhook_dispatch_interval_s=_float(env, "NANOEDIT_WEBHOOK_DISPATCH_INTERVAL_S", 5.0, 0.5),
+            webhook_allow_hosts=_allow_hosts(env),
+            webhook_allowed_ports=_ports(env, "NANOEDIT_WEBHOOK_ALLOWED_PORTS", (80, 443)),
+            webhook_resolve_timeout_s=_float(env, "NANOEDIT_WEBHOOK_RESOLVE_TIMEOUT_S", 2.0, 0.1),
             alert_rules=env.get("NANOEDIT_ALERT_RULES", "").strip(),
             alert_webhook_url=env.get("NANOEDIT_ALERT_WEBHOOK_URL", "").strip(),
             alert_webhook_secret=env.get("NANOEDIT_ALERT_WEBHOOK_SECRET", "").strip(),

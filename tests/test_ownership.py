@@ -19,7 +19,8 @@ PACKAGES = ("api", "workers", "shared", "monitoring", "bench")
 OWNER = ROOT / "shared" / "jobs"
 
 # Literal spellings of job keys (see shared/jobs/keys.py).
-JOB_KEY = re.compile(r":(job|gone|waiting|owner|deliveries|idem|cache):|:(expiry|deadlines)\b|:stats:recent_finishes")
+JOB_KEY = re.compile(r":(job|gone|waiting|owner|deliveries|idem|cache|webhooks):|:(expiry|deadlines)\b"
+                     r"|:stats:recent_finishes")
 STORE_PRIVATE = frozenset({"_r", "_keys"})
 STATUS_VALUES = frozenset(s.value for s in JobStatus)
 

@@ -12,8 +12,9 @@ from typing import Any
 
 from monitoring.alerts import build_engine
 from monitoring.report import HealthReporter
+from shared.apikeys import ANONYMOUS
 from shared.errors import NanoeditError, job_error
-from shared.queueing import PREPROCESS_QUEUE
+from shared.queueing import FAIR_QUEUES, PREPROCESS_QUEUE
 from workers import pipeline
 from workers.context import WorkerContext
 
@@ -38,15 +39,23 @@ def reconcile(ctx: WorkerContext) -> dict[str, Any]:
             ended += 1
             log.warning("job ended by deadline", extra={"job_id": job_id})
 
-    return {"ended_by_deadline": ended, "requeued": _requeue_lost(ctx)}
+    return {"ended_by_deadline": ended, "requeued": _requeue_lost(ctx), "pumped": pump(ctx)}
+
+
+def pump(ctx: WorkerContext) -> int:
+    """Move work from the per-key fair lines into the Celery job queues (beat's safety net; every push and
+    every stage task's end pump too). Also returns stale taken-but-unsent work to its lines."""
+    return sum(ctx.enqueuer.pump(queue) for queue in FAIR_QUEUES)
 
 
 def _requeue_lost(ctx: WorkerContext) -> int:
     """Re-send preprocess for jobs still `queued` long after any message of theirs could be in flight.
 
-    Only when the preprocess queue is empty: then a job queued for longer than the visibility timeout has no
-    message waiting (an unacked one would have been restored into the queue by now), so its message was lost.
-    With a backlog we do nothing — duplicating a long queue would be worse than the deadline ending a job.
+    Only when the preprocess queue is empty (its Celery messages and the fair lines in front of it, which
+    `queue_depths` counts together): then a job queued for longer than the visibility timeout has no message
+    waiting (an unacked one would have been restored into the queue by now), so its message was lost. With a
+    backlog we do nothing — duplicating a long queue would be worse than the deadline ending a job. A lost job
+    goes back through its owner's fair line like a new one.
     """
     if ctx.enqueuer.queue_depths().get(PREPROCESS_QUEUE, 0) > 0:
         return 0
@@ -54,7 +63,7 @@ def _requeue_lost(ctx: WorkerContext) -> int:
     stale_before = ctx.clock.now() - ctx.settings.effective_visibility_timeout_s - 60
     for job_id in ctx.store.stale_queued(PREPROCESS_QUEUE, stale_before):
         # Its message should have been delivered (or restored) by now: send it again, same task id.
-        ctx.enqueuer.preprocess(job_id)
+        ctx.enqueuer.preprocess(job_id, owner=ctx.store.owner_of(job_id) or ANONYMOUS)
         ctx.store.mark_waiting(PREPROCESS_QUEUE, job_id, ctx.clock.now() * 1000)
         requeued += 1
         log.warning("re-enqueued a queued job whose message looks lost", extra={"job_id": job_id})

@@ -30,6 +30,7 @@ from shared.jobs.model import (
 )
 from shared.queueing import GENERATE_QUEUE, PREPROCESS_QUEUE
 from workers.context import WorkerContext
+from workers.output_bounds import bound_output
 from workers.providers.base import EditRequest, InputImage, NoImageGenerated, ProviderError, Retry
 from workers.retry import backoff_delay
 
@@ -92,8 +93,8 @@ def run_preprocess(ctx: WorkerContext, job_id: str) -> None:
     if not store.mark_prepared(job_id, prepared):
         return
     store.mark_waiting(GENERATE_QUEUE, job_id, job.created_at * 1000)
-    for index in range(job.num_images):
-        ctx.enqueuer.generate(job_id, index, attempt=1)
+    for index in range(job.num_images):  # through the owner's fair line (shared/fairqueue.py)
+        ctx.enqueuer.generate(job_id, index, attempt=1, owner=job.owner)
     store.mark_generate_enqueued(job_id)
 
 
@@ -187,7 +188,9 @@ def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe
     if not result.images:
         return _after_failure(ctx, job, index, attempt, NoImageGenerated("provider returned no image"))
     store.set_stage(job_id, JobStage.STORING)
-    image = result.images[0]
+    image, refused = bound_output(result.images[0], ctx.settings)  # bytes, pixels, long edge (output_bounds.py)
+    if refused is not None:
+        return _resolve(ctx, job, index, OutputResult.failed(refused))
     ctx.blobs.put(output_key(job_id, index), image.data)
     meta = _output_meta(image.data, image.mime_type)
     if result.text:

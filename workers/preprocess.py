@@ -6,7 +6,9 @@ long edge capped at `max_long_edge` (never upscaled), re-encoded as PNG (alpha) 
 Metadata (EXIF, GPS, ICC, comments) is not carried over: orientation and colour are baked into the pixels.
 
 Acceptance rules are not repeated here: `shared.imaging.inspect_image` runs first and its
-`ClientInputError`s pass through unchanged (the task turns them into job errors). Pure function, no I/O;
+`ClientInputError`s pass through unchanged (the task turns them into job errors). The web process only read
+the headers (`inspect_header`), so this is where truncated or damaged pixel data is found: the job fails with
+`image_corrupt` and its suggestion. Pure function, no I/O;
 heavy Pillow work (resampling, colour management, encoding) lives here so the web process never loads it.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+import sys
 from dataclasses import dataclass
 
 from PIL import Image, ImageCms, ImageOps
@@ -39,7 +42,8 @@ class PreparedImage:
 
 def prepare_image(data: bytes, *, max_bytes: int, max_pixels: int, max_long_edge: int) -> PreparedImage:
     """Check, orient, normalise, downscale and re-encode one upload."""
-    info = inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels)
+    # The frame limit is the web's (NANOEDIT_MAX_FRAMES, checked at intake); only frame 0 is decoded here.
+    info = inspect_image(data, max_bytes=max_bytes, max_pixels=max_pixels, max_frames=sys.maxsize)
     with open_image(data) as src:  # frame 0 of a GIF / page 0 of a TIFF is what open() positions on
         long_edge = max(info.width, info.height)
         if info.format == "JPEG" and long_edge > max_long_edge:

@@ -18,12 +18,16 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from shared.errors import job_error
 from shared.logging_setup import log_context
 from shared.queueing import (
+    GENERATE_QUEUE,
+    PREPROCESS_QUEUE,
     TASK_EXPIRE,
     TASK_GENERATE,
     TASK_HEALTH_REPORT,
     TASK_PREPROCESS,
+    TASK_PUMP,
     TASK_RECONCILE,
     TASK_WEBHOOK,
+    TASK_WEBHOOK_DISPATCH,
 )
 from workers import maintenance, pipeline, webhooks
 from workers.celery_app import app, settings
@@ -52,6 +56,15 @@ def _poisoned(ctx: WorkerContext, task: Task, job_id: str) -> bool:
                           f"task {task_id} was delivered {n} times without finishing")
         return True
     return False
+
+
+def _refill(ctx: WorkerContext, queue: str) -> None:
+    """A stage task is done, so a slot frees up: pump the next job from the per-key fair lines into `queue`
+    (shared/fairqueue.py). Best effort: beat's pump and the next push retry whatever this one could not move."""
+    try:
+        ctx.enqueuer.pump(queue)
+    except Exception:
+        log.warning("pump after a task failed", exc_info=True, extra={"queue": queue})
 
 
 def _crash(ctx: WorkerContext, job_id: str, stage: str, exc: BaseException) -> None:
@@ -83,6 +96,8 @@ def preprocess(self: Task, job_id: str) -> None:
                               f"preprocessing exceeded {ctx.settings.preprocess_soft_limit_s}s")
         except Exception as exc:
             _crash(ctx, job_id, "preprocess", exc)
+        finally:
+            _refill(ctx, PREPROCESS_QUEUE)
 
 
 @app.task(name=TASK_GENERATE, bind=True, soft_time_limit=settings.generate_soft_limit_s,
@@ -103,8 +118,10 @@ def generate(self: Task, job_id: str, index: int, attempt: int = 1, wait: int = 
         except Exception as exc:
             _crash(ctx, job_id, "generate", exc)
             return
+        finally:
+            _refill(ctx, GENERATE_QUEUE)
         if retry is not None:
-            try:
+            try:  # a retry or quota wait: straight to Celery with its countdown, not through the fair line
                 ctx.enqueuer.generate(job_id, index, attempt=retry.attempt, countdown=retry.countdown,
                                       wait=retry.wait)
             except Exception as exc:  # the broker is down: keep this message instead (redelivered later)
@@ -114,6 +131,11 @@ def generate(self: Task, job_id: str, index: int, attempt: int = 1, wait: int = 
 @app.task(name=TASK_RECONCILE, bind=True, soft_time_limit=60, time_limit=90)
 def reconcile(self: Task) -> dict[str, Any]:
     return maintenance.reconcile(context())
+
+
+@app.task(name=TASK_PUMP, bind=True, soft_time_limit=20, time_limit=30)
+def pump(self: Task) -> dict[str, Any]:
+    return {"pumped": maintenance.pump(context())}
 
 
 @app.task(name=TASK_HEALTH_REPORT, bind=True, soft_time_limit=60, time_limit=90)
@@ -126,14 +148,28 @@ def expire(self: Task) -> dict[str, Any]:
     return maintenance.expire(context())
 
 
-@app.task(name=TASK_WEBHOOK, bind=True, soft_time_limit=60, time_limit=90)
-def webhook(self: Task, job_id: str, attempt: int = 1) -> None:
+# Webhook tasks run on the `webhooks` pool (threads: they only wait on the network). Each attempt bounds itself
+# (resolve + NANOEDIT_WEBHOOK_TIMEOUT_S); the limits below only matter under a prefork pool.
+_WEBHOOK_SOFT_S = int(settings.webhook_resolve_timeout_s + settings.webhook_timeout_s) + 30
+
+
+@app.task(name=TASK_WEBHOOK, bind=True, soft_time_limit=_WEBHOOK_SOFT_S, time_limit=_WEBHOOK_SOFT_S + 30)
+def webhook(self: Task, job_id: str, attempt: int = 0) -> None:
+    """One due attempt of the job's webhook, if any (the outbox numbers it; `attempt` only names the task)."""
     ctx = context()
     with log_context(job_id=job_id, task_id=self.request.id, stage="webhook"):
         try:
-            retry = webhooks.deliver(ctx, job_id, attempt)
-        except Exception:  # never let a webhook problem crash-loop a worker
+            again_in = webhooks.deliver(ctx, job_id)
+        except Exception:  # never crash-loop a worker: the attempt's lease ends and the dispatcher sends it again
             log.exception("webhook delivery crashed", extra={"job_id": job_id})
             return
-        if retry is not None:
-            ctx.enqueuer.webhook(job_id, attempt=retry.attempt, countdown=retry.countdown)
+        if again_in is not None:
+            try:  # fast path for a short backoff; the outbox due time (dispatcher) is the source of truth
+                ctx.enqueuer.webhook(job_id, countdown=again_in)
+            except Exception:
+                log.warning("could not enqueue the next webhook attempt; the dispatcher will", exc_info=True)
+
+
+@app.task(name=TASK_WEBHOOK_DISPATCH, bind=True, soft_time_limit=30, time_limit=60)
+def webhook_dispatch(self: Task) -> dict[str, Any]:
+    return webhooks.dispatch(context())

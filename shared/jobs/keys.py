@@ -22,6 +22,13 @@ class JobKeys:
     def webhook(self, job_id: str) -> str:
         return f"{self.p}:job:{job_id}:webhook"
 
+    def webhook_log(self, job_id: str) -> str:
+        return f"{self.p}:job:{job_id}:webhook:log"
+
+    @property
+    def webhooks_due(self) -> str:
+        return f"{self.p}:webhooks:due"
+
     def gone(self, job_id: str) -> str:
         return f"{self.p}:gone:{job_id}"
 
@@ -30,6 +37,10 @@ class JobKeys:
 
     def owner_jobs(self, owner: str) -> str:
         return f"{self.p}:owner:{owner}:jobs"
+
+    def owner_active(self, owner: str) -> str:
+        """The owner's accepted, not yet terminal jobs (per-key `max_waiting_jobs`)."""
+        return f"{self.p}:owner:{owner}:active"
 
     @property
     def expiry(self) -> str:

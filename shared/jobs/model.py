@@ -2,8 +2,8 @@
 
 Pure (no I/O): the rules can be read and tested on their own. The record lives in Redis and only
 `shared.jobs.store.JobStore` reads or writes it; everything else receives the frozen records defined here
-(`Job`, `OutputResult`, `JobError`, `Attempt`, `WebhookDelivery`, `PreparedInput`) and the `JobStatus` /
-`JobStage` enums, never raw hashes or bare strings. The public JSON of a job is `shared.jobs.view`.
+(`Job`, `OutputResult`, `JobError`, `Attempt`, `WebhookDelivery`, `WebhookAttempt`, `PreparedInput`) and the
+`JobStatus` / `JobStage` enums, never raw hashes or bare strings. The public JSON of a job is `shared.jobs.view`.
 """
 
 from __future__ import annotations
@@ -197,26 +197,51 @@ class Attempt(_ReadsLikeJson):
 
 @dataclass(frozen=True, slots=True)
 class WebhookDelivery(_ReadsLikeJson):
-    """Where a job's webhook delivery stands (kept beside the record, which never changes once terminal)."""
+    """Where a job's webhook delivery stands: its outbox entry (shared/jobs/outbox.py), created by the terminal
+    write itself and kept beside the record (which never changes once terminal)."""
 
     state: WebhookState = WebhookState.PENDING
-    attempts: int = 0
+    attempts: int = 0  # attempts started (claimed); the log holds the ones that ended
     last_status: int | None = None
     last_error: str = ""
     last_at: float | None = None
-
-    def to_hash(self) -> dict[str, str]:
-        return {"state": self.state.value, "attempts": str(self.attempts),
-                "last_status": "" if self.last_status is None else str(self.last_status),
-                "last_error": self.last_error, "last_at": "" if self.last_at is None else repr(self.last_at)}
+    webhook_id: str = ""  # msg_{job_id}_{status}: stable across attempts and redeliveries
+    next_attempt_at: float | None = None  # None once delivered or given up
+    first_attempt_at: float | None = None  # the retry window starts here (a redelivery starts a new one)
 
     @classmethod
     def from_hash(cls, h: dict[str, str]) -> WebhookDelivery:
+        def f(name: str) -> float | None:
+            return float(h[name]) if h.get(name) else None
+
         return cls(state=WebhookState(h.get("state") or WebhookState.PENDING),
                    attempts=int(h.get("attempts") or 0),
                    last_status=int(h["last_status"]) if h.get("last_status") else None,
-                   last_error=h.get("last_error") or "",
-                   last_at=float(h["last_at"]) if h.get("last_at") else None)
+                   last_error=h.get("last_error") or "", last_at=f("last_at"),
+                   webhook_id=h.get("webhook_id") or "", next_attempt_at=f("next_at"), first_attempt_at=f("first_at"))
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookAttempt(_ReadsLikeJson):
+    """One webhook delivery attempt, as kept in the job's attempt log (GET /v1/jobs/{id}/webhooks)."""
+
+    n: int  # attempt number, from 1 (redeliveries keep counting)
+    at: str | None  # RFC 3339: when it started
+    http_status: int | None  # None when there was no HTTP answer
+    duration_ms: int
+    error: str = ""  # "" on an HTTP answer; else timeout, connection_error, tls_error, protocol_error, refused ...
+    state: WebhookState = WebhookState.RETRYING  # the delivery's state after this attempt
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "at": self.at, "http_status": self.http_status, "duration_ms": self.duration_ms,
+                "error": self.error or None, "state": self.state.value}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WebhookAttempt:
+        status = d.get("http_status")
+        return cls(n=int(d.get("n") or 0), at=d.get("at"), http_status=int(status) if status is not None else None,
+                   duration_ms=int(d.get("duration_ms") or 0), error=str(d.get("error") or ""),
+                   state=WebhookState(d.get("state") or WebhookState.RETRYING))
 
 
 @dataclass(frozen=True, slots=True)

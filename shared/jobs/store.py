@@ -1,19 +1,19 @@
 """JobStore: the one owner of the durable job record in Redis and of every key about jobs.
 
-Owns: the record hash, per-output results, attempts, webhook delivery state, the waiting sets (queue position in
-O(log n)), the expiry and deadline indexes, the per-owner index, the recent finishes used for ETA, the delivery
-counters of the poison guard, idempotency keys and the result cache. Nothing outside `shared.jobs` reads or
-writes these keys or holds the Redis handle used here (tests/test_ownership.py enforces it): each write has a
-named method below. Every status change goes through one Lua compare-and-set (`_UPDATE_IF`), so a terminal job
-never changes again and exactly one caller wins the terminal write (it alone runs the side effects hung off it).
+Owns: the record hash, per-output results, attempts, the webhook outbox (`shared.jobs.outbox`, reached as
+`store.webhooks`: the terminal write creates the delivery in the same script), the waiting sets (queue position in
+O(log n)), the expiry and deadline indexes, the per-owner index and active set (jobs not yet terminal), the recent
+finishes used for ETA, the delivery counters of the poison guard, idempotency keys and the result cache. Nothing
+outside `shared.jobs` reads or writes these keys or holds the Redis handle used here (tests/test_ownership.py
+enforces it): each write has a named method below. Every status change goes through one Lua compare-and-set
+(`_UPDATE_IF`; the terminal write uses the outbox's copy of it), so a terminal job never changes again and exactly
+one caller wins the terminal write (it alone runs the side effects hung off it).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -35,13 +35,12 @@ from shared.jobs.model import (
     JobStatus,
     OutputResult,
     PreparedInput,
-    WebhookDelivery,
 )
+from shared.jobs.outbox import WebhookOutbox
+from shared.jobs.requests import RequestMemory
+from shared.jobs.waiting import WAITING_QUEUES, WaitingLines
 
 log = logging.getLogger("nanoedit.jobs")
-
-# The stages a job waits in line for (the Celery queues of the same names).
-WAITING_QUEUES = ("preprocess", "generate")
 
 # KEYS[1] = job hash. ARGV[1] = comma-separated statuses the job must be in (callers list them all).
 # ARGV[2..] = field/value pairs to set. Returns {1, old} on success, {0, old} when
@@ -72,12 +71,14 @@ class CasResult:
     previous: JobStatus | None  # None when the job does not exist
 
 
-class JobStore:
-    """All Redis reads and writes of job records. Pass the same clock the caller uses."""
+class JobStore(WaitingLines, RequestMemory):
+    """All Redis reads and writes of job records. Pass the same clock the caller uses.
+
+    Queue positions and the ETA are in `shared.jobs.waiting` (WaitingLines), idempotency keys and result-cache
+    lookups in `shared.jobs.requests` (RequestMemory): the same store, split by concept.
+    """
 
     GONE_TTL_S = 7 * 24 * 3600
-    THROUGHPUT_WINDOW_S = 300
-    THROUGHPUT_MAX_SAMPLES = 2000
 
     def __init__(self, r: redis.Redis, prefix: str, clock: Clock, on_terminal: TerminalHook | None = None) -> None:
         self._r = r
@@ -86,6 +87,7 @@ class JobStore:
         self.on_terminal = on_terminal  # called once per job, by the winner of the terminal write
         self._update_if_script = r.register_script(_UPDATE_IF)
         self._record_output = r.register_script(_RECORD_OUTPUT)
+        self.webhooks = WebhookOutbox(r, self._keys, clock)
 
     # -- creation and reads -------------------------------------------------------------------------
     def create(self, job: Job, *, waiting_queue: str = "preprocess") -> None:
@@ -97,6 +99,7 @@ class JobStore:
         pipe.zadd(k.expiry, {job.id: job.expires_at})
         pipe.zadd(k.deadlines, {job.id: job.deadline_at})
         pipe.zadd(k.owner_jobs(job.owner), {job.id: created_ms})
+        pipe.zadd(k.owner_active(job.owner), {job.id: created_ms})
         pipe.zadd(k.waiting(waiting_queue), {job.id: created_ms})
         pipe.execute()
 
@@ -146,7 +149,10 @@ class JobStore:
         flat: list[str] = []
         for name, value in fields.items():
             flat += [name, _encode(value)]
-        code, prev = self._update_if_script(keys=[self._keys.job(job_id)], args=[",".join(statuses), *flat])
+        if fields.get("status") in TERMINAL:  # the terminal write records the webhook owed in the same script
+            code, prev = self.webhooks.finish_if(job_id, statuses, flat)
+        else:
+            code, prev = self._update_if_script(keys=[self._keys.job(job_id)], args=[",".join(statuses), *flat])
         return CasResult(ok=int(code) == 1, previous=(JobStatus(str(prev)) if int(code) != -1 else None))
 
     def transition(self, job_id: str, to: JobStatus | str, fields: dict[str, Any] | None = None) -> CasResult:
@@ -202,7 +208,10 @@ class JobStore:
     def _after_terminal(self, job_id: str) -> None:
         now = self.clock.now()
         k = self._keys
+        owner = self._r.hget(k.job(job_id), "owner")
         pipe = self._r.pipeline(transaction=False)
+        if owner:
+            pipe.zrem(k.owner_active(str(owner)), job_id)
         pipe.zrem(k.deadlines, job_id)
         for queue in WAITING_QUEUES:
             pipe.zrem(k.waiting(queue), job_id)
@@ -271,35 +280,7 @@ class JobStore:
     def add_billed_call(self, job_id: str) -> None:
         self._r.hincrby(self._keys.job(job_id), "billed_calls", 1)
 
-    # -- idempotency and result cache ---------------------------------------------------------------
-    def claim_idempotency(self, owner: str, key: str, job_id: str, fingerprint: str,
-                          ttl_s: int) -> tuple[str, str] | None:
-        """Claim `key` for a new job. Returns None when claimed, else (existing job id, its fingerprint)."""
-        k = self._keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest())
-        if self._r.set(k, f"{job_id}:{fingerprint}", nx=True, ex=ttl_s):
-            return None
-        existing = str(self._r.get(k) or ":")
-        job, _, fp = existing.partition(":")
-        return job, fp
-
-    def release_idempotency(self, owner: str, key: str) -> None:
-        self._r.delete(self._keys.idempotency(owner, hashlib.sha256(key.encode()).hexdigest()))
-
-    def remember_result(self, request_hash: str, job_id: str, ttl_s: int) -> None:
-        if request_hash and ttl_s > 0:
-            self._r.set(self._keys.result_cache(request_hash), job_id, ex=ttl_s)
-
-    def cached_result(self, request_hash: str) -> Job | None:
-        """A succeeded, unexpired job with the same request hash, if the cache still points at one."""
-        job_id = self._r.get(self._keys.result_cache(request_hash))
-        if not job_id:
-            return None
-        try:
-            job = self.get(str(job_id))
-        except Gone:
-            return None
-        return job if job is not None and job.status == JobStatus.SUCCEEDED else None
-
+    # -- result cache hits (the lookups are in RequestMemory) ---------------------------------------
     def finish_from_cache(self, job_id: str, cached: Job) -> bool:
         """A cache hit: `job_id` (queued, its output blobs already copied) ends `succeeded` with `cached`'s
         results, without a queue or a provider call."""
@@ -315,52 +296,6 @@ class JobStore:
         self._r.delete(self._keys.outputs(job_id))
         self._update_if(job_id, [JobStatus.QUEUED], {"cached_from": ""})
 
-    # -- queue position and ETA ---------------------------------------------------------------------
-    def mark_waiting(self, queue: str, job_id: str, score_ms: float) -> None:
-        self._r.zadd(self._keys.waiting(queue), {job_id: score_ms})
-
-    def unmark_waiting(self, queue: str, job_id: str) -> None:
-        self._r.zrem(self._keys.waiting(queue), job_id)
-
-    def queue_position(self, job_id: str) -> int | None:
-        """1-based position among jobs waiting in the same queue (O(log n) ZRANK), None when not waiting."""
-        pipe = self._r.pipeline(transaction=False)
-        for queue in WAITING_QUEUES:
-            pipe.zrank(self._keys.waiting(queue), job_id)
-        for rank in pipe.execute():
-            if rank is not None:
-                return int(rank) + 1
-        return None
-
-    def waiting_summary(self, queue: str) -> tuple[int, float | None]:
-        """(jobs waiting in `queue`, created-at of the oldest in epoch seconds or None)."""
-        pipe = self._r.pipeline(transaction=False)
-        pipe.zcard(self._keys.waiting(queue))
-        pipe.zrange(self._keys.waiting(queue), 0, 0, withscores=True)
-        count, first = pipe.execute()
-        return int(count), (float(first[0][1]) / 1000 if first else None)
-
-    def throughput_per_s(self) -> float:
-        """Jobs finished per second, measured over the span the recent finishes actually cover (at most 5 min),
-        so a service that just started or was idle is not judged by minutes in which it had nothing to do."""
-        now = self.clock.now()
-        rows: list[Any] = list(self._r.zrangebyscore(self._keys.recent_finishes, now - self.THROUGHPUT_WINDOW_S,
-                                                     "+inf", withscores=True))
-        if not rows:
-            return 0.0
-        oldest = float(rows[0][1])
-        span = max(now - oldest, 1.0)
-        # n finishes spread over `span`: (n) / span; a single finish alone says little, so damp it.
-        return len(rows) / span if len(rows) > 1 else 1.0 / max(span, 10.0)
-
-    def estimated_wait_s(self, position: int | None) -> float | None:
-        if position is None:
-            return None
-        rate = self.throughput_per_s()
-        if rate <= 0:
-            return None
-        return round(math.ceil(position) / rate, 1)
-
     # -- listing ------------------------------------------------------------------------------------
     def list_ids(self, owner: str, *, before_ms: float | None, limit: int,
                  inclusive: bool = False) -> list[tuple[str, float]]:
@@ -369,19 +304,6 @@ class JobStore:
         rows: list[Any] = list(self._r.zrevrangebyscore(self._keys.owner_jobs(owner), top, "-inf", start=0,
                                                         num=limit, withscores=True))
         return [(str(row[0]), float(row[1])) for row in rows]
-
-    # -- webhook delivery state ---------------------------------------------------------------------
-    def webhook_delivery(self, job_id: str) -> WebhookDelivery | None:
-        h = cast("dict[str, str]", self._r.hgetall(self._keys.webhook(job_id)))
-        return WebhookDelivery.from_hash(h) if h else None
-
-    def record_webhook_attempt(self, job_id: str, delivery: WebhookDelivery, keep_until: float) -> None:
-        """Keep where the delivery stands beside the record (which never changes after its terminal write)."""
-        key = self._keys.webhook(job_id)
-        pipe = self._r.pipeline(transaction=True)
-        pipe.hset(key, mapping=cast("dict[Any, Any]", delivery.to_hash()))
-        pipe.expire(key, max(60, int(keep_until - self.clock.now())))
-        pipe.execute()
 
     # -- maintenance (beat) -------------------------------------------------------------------------
     def overdue(self, limit: int = 500) -> list[str]:
@@ -406,7 +328,9 @@ class JobStore:
             owner = self._r.hget(k.job(job_id), "owner")
             blobs.delete_prefix(job_prefix(job_id))
             pipe = self._r.pipeline(transaction=True)
-            pipe.delete(k.job(job_id), k.outputs(job_id), k.attempts(job_id), k.webhook(job_id))
+            pipe.delete(k.job(job_id), k.outputs(job_id), k.attempts(job_id), k.webhook(job_id),
+                        k.webhook_log(job_id))
+            pipe.zrem(k.webhooks_due, job_id)
             pipe.set(k.gone(job_id), "1", ex=self.GONE_TTL_S)
             pipe.zrem(k.expiry, job_id)
             pipe.zrem(k.deadlines, job_id)
@@ -414,6 +338,7 @@ class JobStore:
                 pipe.zrem(k.waiting(queue), job_id)
             if owner:
                 pipe.zrem(k.owner_jobs(str(owner)), job_id)
+                pipe.zrem(k.owner_active(str(owner)), job_id)
             pipe.execute()
         return len(ids)
 

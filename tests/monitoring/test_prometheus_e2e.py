@@ -117,4 +117,4 @@ def _pids_with_samples(data_dir: Path, node_prefix: str) -> set[str]:
 def test_each_process_tree_has_its_own_directory_and_beat_none(stack: Stack) -> None:
     dirs = sorted(d.name.split("@")[0] for d in (stack.data_dir / "prometheus").iterdir())
 
-    assert dirs == ["generate", "preprocess", f"web-{stack.port}"]
+    assert dirs == ["generate", "preprocess", f"web-{stack.port}", "webhooks"]

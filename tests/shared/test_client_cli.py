@@ -42,8 +42,8 @@ class StubEnqueuer(RecordingEnqueuer):
         self.svc: Services | None = None
         self.complete = False
 
-    def preprocess(self, job_id: str) -> None:
-        super().preprocess(job_id)
+    def preprocess(self, job_id: str, owner: str) -> None:
+        super().preprocess(job_id, owner)
         if self.complete and self.svc is not None:
             succeed(self.svc, job_id)
 

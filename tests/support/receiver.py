@@ -2,12 +2,14 @@
 
 It records every request (path, headers, body, arrival time) and answers from a script: an int is a status,
 "hang" holds the connection without answering (until `hang_s` passes or the receiver stops); when the script
-runs out it answers 200. `delay_s` slows every answer (to make concurrent callers overlap).
+runs out it answers 200. `delay_s` slows every answer (to make concurrent callers overlap). `Tarpit` is the
+hostile kind: it accepts, reads the request and then trickles a response one byte at a time for ever.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -78,3 +80,45 @@ class Receiver:
         self._release.set()
         self.server.shutdown()
         self.server.server_close()
+
+
+class Tarpit:
+    """Accepts connections, reads the request, then trickles a status line one byte every `every_s` for ever."""
+
+    def __init__(self, every_s: float = 0.2) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.every_s = every_s
+        self.connections = 0
+        self.stop = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10_000:
+                if self.stop.wait(self.every_s):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    return
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()

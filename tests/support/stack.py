@@ -134,8 +134,9 @@ class Stack:
         name = name or queue
         if queue == "preprocess":  # as in the Procfile: preprocess instances also do the upkeep
             queue = "preprocess,maintenance"
+        pool = ["-P", "threads"] if queue == "webhooks" else []  # as in the Procfile: a thread pool
         return self.spawn(name, ["celery", "-A", "workers.celery_app", "worker", "-Q", queue, "-n",
-                                 f"{name}@%h", "-c", str(concurrency), "--without-mingle", "--without-gossip",
+                                 f"{name}@%h", "-c", str(concurrency), *pool, "--without-mingle", "--without-gossip",
                                  "--loglevel", "INFO"], extra_env)
 
     def start_beat(self) -> Proc:
@@ -191,6 +192,10 @@ def make_stack(redis_url: str, data_dir: Path, **overrides: str) -> Stack:
         "NANOEDIT_WEB_WORKERS": "2",
         "PYTHONUNBUFFERED": "1",
         "NANOEDIT_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        # Test receivers listen on 127.0.0.1 (any port): allowed explicitly, as an operator would.
+        "NANOEDIT_WEBHOOK_ALLOW_HOSTS": "127.0.0.1",
+        "NANOEDIT_WEBHOOK_RETRY_BASE_S": "0.2",
+        "NANOEDIT_WEBHOOK_DISPATCH_INTERVAL_S": "1",
     })
     env.update(overrides)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -199,10 +204,11 @@ def make_stack(redis_url: str, data_dir: Path, **overrides: str) -> Stack:
 
 def start_stack(redis_url: str, data_dir: Path, *, preprocess: int = 1, generate: tuple[int, ...] = (2,),
                 beat: bool = False, flush: bool = True, generate_env: dict[str, str] | None = None,
-                **env: str) -> Stack:
+                webhooks: int = 2, **env: str) -> Stack:
     """A running stack: API, one preprocess instance, one generate instance per entry of `generate` (named
-    gen1, gen2, ... when there are several), optionally beat. Flushes its Redis database first. On a start-up
-    failure it prints every process log and stops what it started."""
+    gen1, gen2, ... when there are several), one webhooks instance (`webhooks` threads; 0 = none), optionally
+    beat. Flushes its Redis database first. On a start-up failure it prints every process log and stops what it
+    started."""
     s = make_stack(redis_url, data_dir, **env)
     if flush:
         redis.Redis.from_url(redis_url).flushdb()
@@ -211,6 +217,8 @@ def start_stack(redis_url: str, data_dir: Path, *, preprocess: int = 1, generate
         for n, concurrency in enumerate(generate, start=1):
             s.start_worker("generate", concurrency, name="generate" if len(generate) == 1 else f"gen{n}",
                            extra_env=generate_env)
+        if webhooks:
+            s.start_worker("webhooks", webhooks)
         if beat:
             s.start_beat()
         s.start_api()

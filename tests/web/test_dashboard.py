@@ -124,9 +124,10 @@ def test_dashboard_is_served_with_a_self_only_policy(report_stack: Stack) -> Non
 def test_procfile_worker_lines_name_their_queues() -> None:
     workers = {w["process"]: w for w in worker_processes(PROCFILE.read_text())}
 
-    assert set(workers) == {"preprocess", "generate"}  # web and beat are not worker lines
+    assert set(workers) == {"preprocess", "generate", "webhooks"}  # web and beat are not worker lines
     assert workers["preprocess"]["queues"] == ["preprocess", "maintenance"]
     assert workers["generate"]["queues"] == ["generate"]
+    assert workers["webhooks"]["queues"] == ["webhooks"]
     assert "-n generate-$$@%h" in str(workers["generate"]["command"])
 
 

@@ -15,4 +15,4 @@ def build_provider(settings: Settings, clock: Clock) -> Provider:
                               timeout_s=settings.gemini_timeout_s, base_url=settings.gemini_base_url)
     from workers.providers.local import LocalProvider
 
-    return LocalProvider(delay_s=settings.local_delay_s, clock=clock)
+    return LocalProvider(delay_s=settings.local_delay_s, clock=clock, max_long_edge=settings.max_long_edge)

@@ -9,6 +9,11 @@ Rotation follows what people mean, not Pillow's convention: "rotate 90" turns th
 (Pillow's `rotate()` is counter-clockwise), "rotate left" / "counterclockwise" / a negative angle turns it
 the other way; the canvas grows to fit, so a 90° turn swaps width and height.
 
+Bounded output: after the composition and after every operation the result is scaled down (never up) to fit
+`max_long_edge` (`NANOEDIT_MAX_LONG_EDGE` from `build_provider`; 4096 when built directly), so chained
+rotations by 45° or a compose of many wide images cannot grow the canvas without limit; the result text then
+ends with "fitted to N px".
+
 Operations: `edit` edits images[0] (extra images are ignored) and needs at least one recognised operation,
 else `NoImageGenerated`; `compose` puts all images side by side at a common height; `style_transfer` gives
 images[0] the colour statistics (per-channel mean and spread, in RGB) of images[1]. Recognised adjustments
@@ -228,9 +233,10 @@ class LocalProvider:
 
     name = "local"
 
-    def __init__(self, delay_s: float = 0.0, clock: Clock | None = None) -> None:
+    def __init__(self, delay_s: float = 0.0, clock: Clock | None = None, max_long_edge: int = MAX_EDGE) -> None:
         self._delay_s = delay_s
         self._clock = clock or SystemClock()
+        self._max_edge = max(1, min(max_long_edge, MAX_EDGE))
 
     def edit(self, request: EditRequest) -> EditResult:
         if self._delay_s > 0:
@@ -250,16 +256,21 @@ class LocalProvider:
         elif request.operation == "compose":
             if len(images) < 2:
                 raise InvalidProviderRequest(f"compose needs at least 2 images, got {len(images)}")
-            result, done = _side_by_side(images), [f"side-by-side composition of {len(images)} images"]
+            result, done = (_side_by_side(images, self._max_edge),
+                            [f"side-by-side composition of {len(images)} images"])
         elif request.operation == "style_transfer":
             if len(images) != 2:
                 raise InvalidProviderRequest(f"style_transfer needs exactly 2 images, got {len(images)}")
             result, done = _transfer_colour(images[0], images[1]), ["colour transfer from the style image"]
         else:
             raise InvalidProviderRequest(f"unknown operation {request.operation[:40]!r}")
+        result, capped = _fit(result, self._max_edge)
         for op in ops:
-            result = op.apply(result)
+            result, shrunk = _fit(op.apply(result), self._max_edge)
+            capped = capped or shrunk
             done.append(op.label)
+        if capped:
+            done.append(f"fitted to {self._max_edge} px")
         return EditResult(images=(OutputImage(data=_encode(result), mime_type="image/png"),),
                           text="Applied: " + ", ".join(done))
 
@@ -283,8 +294,21 @@ def _encode(im: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def _side_by_side(images: Sequence[Image.Image]) -> Image.Image:
+def _fit(im: Image.Image, max_edge: int) -> tuple[Image.Image, bool]:
+    """`im` scaled down (aspect kept) so its long edge is at most `max_edge`; True when it had to shrink."""
+    if max(im.size) <= max_edge:
+        return im, False
+    scale = max_edge / max(im.size)
+    size = (max(1, min(max_edge, round(im.width * scale))), max(1, min(max_edge, round(im.height * scale))))
+    return im.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), True
+
+
+def _side_by_side(images: Sequence[Image.Image], max_edge: int = MAX_EDGE) -> Image.Image:
+    # A common height that keeps the total width within max_edge: never build a canvas only to shrink it.
     height = min(im.height for im in images)
+    width = sum(im.width * height / im.height for im in images)
+    if width > max_edge:
+        height = max(1, int(height * max_edge / width))
     scaled = [im if im.height == height else
               im.resize((max(1, round(im.width * height / im.height)), height), Image.Resampling.LANCZOS)
               for im in images]
