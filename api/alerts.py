@@ -55,6 +55,27 @@ def _body() -> dict[str, Any]:
                             empty_ok=True)
 
 
+_SILENCE_FIELDS = frozenset({"matchers", "comment", "created_by", "starts_at", "ends_at", "duration_s"})
+
+
+def _silence_body(allowed: frozenset[str] = _SILENCE_FIELDS) -> dict[str, Any]:
+    """A silence request body: only known fields, none of them null (a null would silently mean "absent")."""
+    body = _body()
+    unknown = sorted(set(body) - allowed)
+    nulls = sorted(k for k, v in body.items() if v is None)
+    if unknown or nulls:
+        raise ClientInputError(f"unknown field(s) {unknown}" if unknown else f"null field(s) {nulls}",
+                               code="invalid_request",
+                               suggestion=f"Send only {', '.join(sorted(allowed))}, each with a value; leave out "
+                                          "what you do not set.")
+    wrong = sorted(k for k in ("comment", "created_by", "starts_at", "ends_at")
+                   if k in body and not isinstance(body[k], str))
+    if wrong:
+        raise ClientInputError(f"{', '.join(wrong)} must be string(s)", code="invalid_request",
+                               suggestion="comment and created_by are text; times are RFC 3339 strings.")
+    return body
+
+
 def _limit() -> int:
     raw = request.args.get("limit", "100")
     if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= 1000:
@@ -180,7 +201,7 @@ def list_silences() -> Response:
 @bp.post("/v1/monitoring/silences")
 def create_silence() -> Response:
     _, silences = _stores()
-    body = _body()
+    body = _silence_body()
     window = _window(body)
     if "ends_at" not in window:
         raise ClientInputError("a silence needs ends_at or duration_s", code="invalid_request",
@@ -214,10 +235,9 @@ def update_silence(silence_id: str) -> Response:
     """Change ends_at/duration_s (extend or shorten), starts_at, comment or matchers."""
     _, silences = _stores()
     current = _get_silence(silences, silence_id)
-    body = _body()
-    unknown = sorted(set(body) - {"matchers", "comment", "starts_at", "ends_at", "duration_s"})
-    if unknown or not body:
-        raise ClientInputError(f"cannot change {', '.join(unknown) or 'nothing'}", code="invalid_request",
+    body = _silence_body(_SILENCE_FIELDS - {"created_by"})
+    if not body:
+        raise ClientInputError("cannot change nothing", code="invalid_request",
                                suggestion="Change any of matchers, comment, starts_at, ends_at, duration_s.")
     changes: dict[str, Any] = dict(_window(body, current))
     if "matchers" in body:

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from api.services import services
-from shared.errors import NanoeditError
+from shared.errors import ClientInputError, NanoeditError
 from shared.queueing import QUEUES
 
 bp = Blueprint("health", __name__)
@@ -37,8 +37,8 @@ def readiness() -> dict[str, Any]:
 
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
+    detailed = _flag(request.args.getlist("detailed"))
     checks = readiness()
-    detailed = request.args.get("detailed", "").lower() in ("1", "true", "yes")
     failing = [name for name, c in checks.items() if not c.get("ok")]
     if not failing:
         body: dict[str, Any] = {"status": "ready"}
@@ -54,3 +54,16 @@ def readyz() -> tuple[Response, int]:
     resp = jsonify(body)
     resp.headers["Retry-After"] = "5"
     return resp, 503
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _flag(values: list[str]) -> bool:
+    """A boolean query flag: absent = false; true/1/yes or false/0/no; anything else (or repeated) is a 400."""
+    if not values:
+        return False
+    if len(values) == 1 and values[0].lower() in _TRUE + _FALSE:
+        return values[0].lower() in _TRUE
+    raise ClientInputError(f"detailed={values[0][:20]!r}", code="invalid_request",
+                           suggestion="Use ?detailed=true or ?detailed=false.")

@@ -34,6 +34,14 @@ def report() -> Response:
     svc = services()
     require_admin(svc.settings, request)
     period = request.args.get("period", "latest")
+    # Every parameter is checked when given, whether or not this period uses it: nothing invalid is ignored.
+    day = request.args.get("day")
+    if day is not None and not _is_date(day):  # 2024-13-45 matches the pattern but is no date: 400, not 500
+        raise ClientInputError(f"day={day[:20]!r}", code="invalid_request", suggestion="Use YYYY-MM-DD (UTC).")
+    raw_since = request.args.get("since_s", "3600")
+    if not re.fullmatch(r"[0-9]{1,6}", raw_since) or int(raw_since) > 86400:
+        raise ClientInputError(f"since_s={raw_since[:20]!r}", code="invalid_request",
+                               suggestion="since_s is a whole number of seconds from 0 to 86400.")
     rep = reporter()
     if period == "latest":
         latest = rep.latest()
@@ -42,16 +50,9 @@ def report() -> Response:
                                                               "check that the beat process runs.")
         return jsonify(latest)
     if period == "daily":
-        day = request.args.get("day") or None
-        if day is not None and not _is_date(day):  # 2024-13-45 matches the pattern but is no date: 400, not 500
-            raise ClientInputError(f"day={day[:20]!r}", code="invalid_request", suggestion="Use YYYY-MM-DD (UTC).")
         return jsonify(rep.daily(day))
     if period == "history":
-        raw = request.args.get("since_s", "3600")
-        if not re.fullmatch(r"[0-9]{1,6}", raw):
-            raise ClientInputError(f"since_s={raw[:20]!r}", code="invalid_request",
-                                   suggestion="since_s is a number of seconds up to 86400.")
-        return jsonify({"reports": rep.history(since_s=min(86400, int(raw)))})
+        return jsonify({"reports": rep.history(since_s=int(raw_since))})
     raise ClientInputError(f"period={period[:20]!r}", code="invalid_request",
                            suggestion="Use period=latest, daily or history.")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.jobs import CURSOR_PATTERN
 from api.openapi_ops import _admin_paths, _alert_paths, _metrics_paths
 from api.openapi_parts import (
     _IMAGE_TYPES,
@@ -97,21 +98,22 @@ def _schemas(s: Settings) -> dict[str, Any]:
                   "status_code": {"type": "integer", "minimum": 400, "maximum": 599}},
                  description="Every error from every route, including unknown routes and methods.")
     common = _submission_fields(s)
-    json_image = _obj({"data": {"type": "string", "contentEncoding": "base64",
+    json_image = _obj({"data": {"type": "string", "contentEncoding": "base64", "pattern": _BASE64_PATTERN,
                                 "description": "Standard base64 of the file bytes (a data: URL prefix is "
                                                "accepted)."},
                        "mime_type": {"type": "string", "examples": list(_IMAGE_TYPES),
                                      "description": "Informative; the type is detected from the bytes."}},
                       required=["data"])
-    submission_json = _obj({**common, "images": {"type": "array", "items": _ref("JsonImage"), "minItems": 1,
-                                                 "maxItems": s.max_images}},
-                           required=["instruction", "images"])
-    binary = {"type": "string", "format": "binary", "contentMediaType": "application/octet-stream"}
+    submission_json = {**_obj({**common, "images": {"type": "array", "items": _ref("JsonImage"), "minItems": 1,
+                                                    "maxItems": s.max_images}},
+                              required=["instruction", "images"]), "allOf": _image_counts("images")}
+    binary = {"type": "string", "contentMediaType": "application/octet-stream"}  # OpenAPI 3.1 file part
     submission_form = _obj({**common, "image": {
         "type": "array", "items": binary, "minItems": 1, "maxItems": s.max_images,
         "description": "Repeat the `image` file field once per image ('images' and 'image[]' are accepted "
                        "too). style_transfer: content first, then style."}},
         required=["instruction", "image"])
+    submission_form["allOf"] = _image_counts("image")
     readiness = _obj({"status": {"type": "string", "enum": ["ready"]},
                       "checks": {"type": "object", "additionalProperties": {"type": "object"},
                                  "description": "Only with ?detailed=true."}}, required=["status"])
@@ -136,20 +138,43 @@ def _schemas(s: Settings) -> dict[str, Any]:
             "ApiIndex": api_index, "Health": _obj({"status": {"type": "string", "enum": ["ok"]}})}
 
 
+# Standard base64 in whole quanta (the last one may drop its padding), optionally behind a data: URL prefix: every
+# string of this shape decodes (what it decodes to must then be an accepted image).
+_BASE64_PATTERN = (r"^(data:[A-Za-z0-9.+-]+/[A-Za-z0-9.+-]+;base64,)?([A-Za-z0-9+/]{4})*"
+                   r"([A-Za-z0-9+/]{2}(==)?|[A-Za-z0-9+/]{3}=?)?$")
+
+
+# Text fields: no NUL or other C0 control (tab, newline and carriage return are fine), no U+FFFD (api/intake.py).
+_CONTROLS = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f\\ufffd"
+_TEXT = f"[^{_CONTROLS}]"
+
+
+def _image_counts(field: str) -> list[dict[str, Any]]:
+    """How many images each operation takes (api/intake.py `_check_counts`): compose ≥ 2, style_transfer = 2."""
+    def when(operation: str, counts: dict[str, int]) -> dict[str, Any]:
+        return {"if": {"properties": {"operation": {"const": operation}}, "required": ["operation"]},
+                "then": {"properties": {field: counts}}}
+
+    return [when("compose", {"minItems": 2}), when("style_transfer", {"minItems": 2, "maxItems": 2})]
+
+
 def _submission_fields(s: Settings) -> dict[str, Any]:
     return {
         "instruction": {"type": "string", "minLength": 1, "maxLength": s.max_instruction_chars,
+                        "pattern": f"^{_TEXT}*[^\\s{_CONTROLS}]{_TEXT}*$",
                         "description": "The edit to make, e.g. 'make it black and white'. Must not be blank."},
         "operation": {"type": "string", "enum": list(OPERATIONS), "default": "edit",
                       "description": "edit: 1..N images; compose: ≥ 2; style_transfer: exactly 2 "
                                      "(content, then style)."},
-        "image_description": {"type": "string", "maxLength": MAX_TEXT_CHARS,
+        "image_description": {"type": "string", "maxLength": MAX_TEXT_CHARS, "pattern": f"^{_TEXT}*$",
                               "description": "Optional description of the input image(s)."},
         "num_images": {"type": "integer", "minimum": 1, "maximum": MAX_OUTPUTS, "default": 1,
                        "description": "How many output images to generate."},
-        "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048,
-                        "description": "Optional absolute http(s) URL called (signed) when the job finishes. "
-                                       "Only public addresses on port 80/443 (else 422 invalid_webhook_url)."},
+        "webhook_url": {"type": "string", "maxLength": 2048,
+                        "anyOf": [{"format": "uri", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://"}, {"maxLength": 0}],
+                        "description": "Optional absolute http(s) URL called (signed) when the job finishes; "
+                                       "empty means none. Only public addresses on port 80/443 (else 422 "
+                                       "invalid_webhook_url)."},
     }
 
 
@@ -160,6 +185,9 @@ def _components(s: Settings) -> dict[str, Any]:
             "X-Request-ID": {"description": "The request id (echoed from the request, or generated); quote it "
                                             "when reporting a problem.", "schema": {"type": "string"}},
             "Location": {"description": "The new job's URL.", "schema": {"type": "string"}},
+            "Idempotent-Replayed": {"description": "`true` when the answer is the job an earlier request with "
+                                                   "the same Idempotency-Key created.",
+                                    "schema": {"type": "string", "enum": ["true"]}},
             "Retry-After": {"description": "Seconds to wait before retrying.",
                             "schema": {"type": "integer", "minimum": 0}},
             "ETag": {"description": "Strong validator of the output bytes (send as If-None-Match).",
@@ -169,8 +197,9 @@ def _components(s: Settings) -> dict[str, Any]:
         "parameters": {
             "XRequestIDHeader": {"name": "X-Request-ID", "in": "header", "required": False,
                                  "description": "Optional caller-chosen request id for logs: echoed only when "
-                                                "it is 1-64 of A-Z a-z 0-9 . _ : - (else replaced).",
-                                 "schema": {"type": "string", "maxLength": 64}},
+                                                "it is 1-64 of A-Z a-z 0-9 . _ : - (any other value is "
+                                                "accepted and replaced by a generated id).",
+                                 "schema": {"type": "string"}},
             "JobId": {"name": "job_id", "in": "path", "required": True,
                       "description": "32 hex characters, as returned by POST /v1/jobs.",
                       "schema": {"type": "string", "pattern": _JOB_ID_PATTERN}},
@@ -201,16 +230,18 @@ def _job_paths(s: Settings) -> dict[str, Any]:
     job_ok = _json("The job.", _ref("Job"))
     submit = _op(
         "submitJob", "jobs", "Submit an image-edit job",
-        _responses({202: _json("Accepted: the job object.", _ref("Job"), "Location")},
+        _responses({202: _json("Accepted: the job object.", _ref("Job"), "Location"),
+                    200: _json("Idempotent replay: the job first created with this Idempotency-Key.", _ref("Job"),
+                               "Location", "Idempotent-Replayed")},
                    400, 401, 413, 415, 422, 429, 500, 503),
         description="Validates the request and every image, stores the inputs, writes the job and queues "
                     "it. Poll GET /v1/jobs/{job_id} until a terminal status, then download the outputs. "
                     + _limits_text(s),
         parameters=[{"name": "Idempotency-Key", "in": "header", "required": False,
-                     "description": "Optional. Accepted but currently without effect; reserved for "
-                                    "retry-safe submission (same key and request: the original job; same "
-                                    "key, different request: 422 idempotency_key_reused).",
-                     "schema": {"type": "string", "maxLength": 255}}],
+                     "description": "Optional, 1-255 visible ASCII characters: retry-safe submission (same "
+                                    "key and request: the original job, 200 with Idempotent-Replayed; same key, "
+                                    "different request: 422 idempotency_key_reused).",
+                     "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"}}],
         requestBody={"required": True, "content": {
             "multipart/form-data": {"schema": _ref("JobSubmissionMultipart"),
                                     "encoding": {"image": {"contentType": ", ".join(_IMAGE_TYPES)}}},
@@ -224,7 +255,8 @@ def _job_paths(s: Settings) -> dict[str, Any]:
             {"name": "limit", "in": "query", "required": False,
              "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
             {"name": "cursor", "in": "query", "required": False,
-             "description": "next_cursor from the previous page, unchanged.", "schema": {"type": "string"}}])
+             "description": "next_cursor from the previous page, unchanged.",
+             "schema": {"type": "string", "pattern": CURSOR_PATTERN}}])
     image_content = {t: {"schema": {"type": "string", "contentMediaType": t}} for t in _OUTPUT_TYPES}
     download = _op(
         "getJobOutput", "jobs", "Download one output image",
@@ -280,7 +312,7 @@ def _meta_paths() -> dict[str, Any]:
             "readyz", "health", "Readiness: Redis reachable, a live worker per queue, beat heartbeat",
             _responses({200: _json("Ready.", _ref("Readiness")),
                         503: _json("Not ready; `failing` names the failing checks.", _ref("NotReady"),
-                                   "Retry-After")}),
+                                   "Retry-After")}, 400),
             parameters=ready_params, public=True)},
     }
 

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.admin import MAX_LIMIT_VALUE
 from api.openapi_parts import _headers, _json, _obj, _op, _responses
+from monitoring.alerts.silences import MATCHER_KEYS, MAX_COMMENT_CHARS, MAX_DURATION_S, MAX_PATTERN_CHARS
 
 
 def _admin_paths() -> dict[str, Any]:
     admin = ("Operator route: needs the admin token (`Authorization: Bearer <NANOEDIT_ADMIN_TOKEN>` or "
              "`X-Admin-Token`) when auth is on.")
     state = {"type": "object", "additionalProperties": True}
-    limits_body = {"type": "object", "additionalProperties": False, "properties": {
-        name: {"type": ["number", "null"], "description": "null restores the env default"}
-        for name in ("concurrency", "rpm", "images_per_min", "lease_s")}}
+    limits_body = {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": {
+        name: {"type": [kind, "null"], "minimum": minimum, "maximum": MAX_LIMIT_VALUE,
+               "description": "null restores the env default"}
+        for name, (kind, minimum) in {"concurrency": ("integer", 1), "rpm": ("integer", 0),
+                                      "images_per_min": ("integer", 0), "lease_s": ("number", 0.001)}.items()}}
     circuit_body = {"type": "object", "required": ["state"],
                     "properties": {"state": {"type": "string", "enum": ["open", "closed"]}}}
     limits_ok = _responses({200: _json("Effective limits, overrides, leases, cooldown.", state)}, 400, 401, 403)
@@ -84,18 +88,31 @@ def _alert_paths() -> dict[str, Any]:
                     "alerts": {"type": "array", "items": alert},
                     "events": {"type": "array", "items": {"type": "object"}}},
                    required=["state", "evaluated_at", "evaluation_age_s"])
-    matchers = {"type": "object", "additionalProperties": {"type": "string"},
-                "description": "Shell-style patterns; keys: alert, rule, group, severity, queue."}
+    matchers = {"type": "object", "additionalProperties": False, "minProperties": 1,
+                "properties": {k: {"type": "string", "minLength": 1, "maxLength": MAX_PATTERN_CHARS,
+                                   "pattern": r"\S"} for k in MATCHER_KEYS},
+                "description": "Shell-style patterns (job_*); at least one of: " + ", ".join(MATCHER_KEYS) + "."}
+    # Silence times must lie in 2000..2099 and ends_at after now: the year is in the pattern, "after now" is
+    # the one rule a schema cannot say (400 with a suggestion).
+    silence_time = {"type": "string", "format": "date-time", "pattern": "^20[0-9]{2}-"}
     silence = _obj({"id": {"type": "string"}, "state": {"type": "string", "enum": ["pending", "active", "expired"]},
                     "matchers": matchers, "starts_at": time, "ends_at": time, "comment": {"type": "string"},
                     "created_by": {"type": "string"}, "created_at": time, "updated_at": time},
                    required=["id", "state", "matchers", "starts_at", "ends_at", "comment"],
                    additionalProperties=True)
-    silence_body = {"type": "object", "properties": {
-        "matchers": matchers, "comment": {"type": "string", "minLength": 1},
-        "created_by": {"type": "string"}, "starts_at": {"type": "string", "format": "date-time"},
-        "ends_at": {"type": "string", "format": "date-time"},
-        "duration_s": {"type": "number", "exclusiveMinimum": 0, "description": "Instead of ends_at."}}}
+    silence_fields = {
+        "matchers": matchers,
+        "comment": {"type": "string", "minLength": 1, "maxLength": MAX_COMMENT_CHARS, "pattern": r"\S"},
+        "starts_at": silence_time, "ends_at": silence_time,
+        "duration_s": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DURATION_S,
+                       "description": "Instead of ends_at."}}
+    silence_body = {"type": "object", "additionalProperties": False,
+                    "properties": {**silence_fields, "created_by": {"type": "string"}},
+                    "required": ["matchers", "comment"],
+                    "oneOf": [{"required": ["ends_at"], "not": {"required": ["duration_s"]}},
+                              {"required": ["duration_s"], "not": {"required": ["ends_at"]}}]}
+    silence_patch = {"type": "object", "additionalProperties": False, "minProperties": 1,
+                     "properties": silence_fields, "not": {"required": ["ends_at", "duration_s"]}}
     silence_id = [{"name": "silence_id", "in": "path", "required": True, "schema": {"type": "string"}}]
     silence_ok = _responses({200: _json("The silence.", silence)}, 400, 401, 403, 404)
 
@@ -135,13 +152,13 @@ def _alert_paths() -> dict[str, Any]:
             "post": _op("createSilence", "monitoring", "Mute matching alerts for a while",
                         _responses({201: _json("The new silence.", silence, "Location")}, 400, 401, 403),
                         description="Silenced alerts still change state; nothing is sent for them. " + admin,
-                        requestBody=body({**silence_body, "required": ["matchers", "comment"]})),
+                        requestBody=body(silence_body)),
         },
         "/v1/monitoring/silences/{silence_id}": {
             "get": _op("getSilence", "monitoring", "One silence", silence_ok, description=admin,
                        parameters=silence_id),
             "patch": _op("updateSilence", "monitoring", "Extend, shorten or edit a silence", silence_ok,
-                         description=admin, parameters=silence_id, requestBody=body(silence_body)),
+                         description=admin, parameters=silence_id, requestBody=body(silence_patch)),
             "delete": _op("deleteSilence", "monitoring", "Delete a silence (alerts notify again)", silence_ok,
                           description=admin, parameters=silence_id),
         },
