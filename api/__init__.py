@@ -14,6 +14,7 @@ from flask import Flask, Response, g, request
 from api import hygiene
 from api.errors import register_error_handlers
 from api.keylimits import install_rate_headers
+from api.waiting import max_waiters
 from monitoring import metrics
 from monitoring.runtime import build_runtime
 from shared.blobs import BlobStore
@@ -34,24 +35,31 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     app.json.sort_keys = False  # type: ignore[attr-defined]
     runtime = build_runtime(settings, clock=clock, redis_conn=redis_conn, blobs=blobs, enqueuer=enqueuer)
     app.extensions["nanoedit"] = runtime
+    runtime.store.events.max_waiters = max_waiters(settings)  # `Prefer: wait` and event streams (api/waiting.py)
     mono = runtime.clock.monotonic
 
     from api.admin import bp as admin_bp
     from api.alerts import bp as alerts_bp
+    from api.events import bp as events_bp
     from api.health import bp as health_bp
     from api.jobs import bp as jobs_bp
     from api.meta import bp as meta_bp
+    from api.models import bp as models_bp
     from api.monitoring import bp as monitoring_bp
     from api.prometheus import bp as metrics_bp
+    from api.usage import bp as usage_bp
     from api.web import bp as web_bp
     from api.webhooks import bp as webhooks_bp
 
     app.register_blueprint(jobs_bp)
+    app.register_blueprint(events_bp)  # GET /v1/jobs/{id}/events (Server-Sent Events)
     app.register_blueprint(health_bp)
     app.register_blueprint(admin_bp)
     app.register_blueprint(monitoring_bp)
     app.register_blueprint(alerts_bp)
     app.register_blueprint(meta_bp)
+    app.register_blueprint(models_bp)  # GET /v1/models (the model catalogue)
+    app.register_blueprint(usage_bp)  # GET /v1/usage (tokens and estimated cost per day/month)
     app.register_blueprint(web_bp)
     app.register_blueprint(metrics_bp)
     app.register_blueprint(webhooks_bp)
@@ -75,8 +83,9 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     def _finish(resp: Response) -> Response:
         resp.headers["X-Request-ID"] = g.get("request_id", "")
         rule = request.url_rule  # the route template, never the raw path (cardinality)
+        # Time spent waiting on the client's own `Prefer: wait` is not service latency (api/waiting.py).
         metrics.observe_http(rule.rule if rule is not None else None, request.method, resp.status_code,
-                             mono() - g.get("started", mono()))
+                             mono() - g.get("started", mono()) - g.get("waited_s", 0.0))
         if request.path.startswith("/v1/") or request.path in ("/readyz",):
             log.info("request", extra={"method": request.method, "path": request.path,
                                        "status": resp.status_code,

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from api.services import services
 from shared.errors import ClientInputError, NanoeditError
+from shared.model_availability import readiness_check as model_readiness_check
 from shared.queueing import QUEUES
 
 bp = Blueprint("health", __name__)
@@ -32,6 +33,8 @@ def readiness() -> dict[str, Any]:
         checks[f"workers_{q}"] = {"ok": live > 0, "live": live}
     age = liveness.beat_age_s()
     checks["beat"] = {"ok": liveness.beat_alive(age), "heartbeat_age_s": round(age, 1) if age is not None else None}
+    if svc.settings.provider == "gemini":  # informational: always ok (a missing model is an alert, not unready)
+        checks["models"] = model_readiness_check(svc.redis, svc.settings.redis_prefix)
     return checks
 
 

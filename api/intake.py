@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
+import datetime as dt
 import functools
 import hashlib
 import io
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Request
@@ -29,14 +31,21 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from api.bodies import read_json_object
 from api.webhook_url import checked_webhook_url
+from shared.catalogue import check_options, load_catalogue
 from shared.errors import ClientInputError
 from shared.imaging import ImageInfo, inspect_header
 from shared.jobs.model import OPERATIONS
+from shared.jobs.options import OUTPUT_FORMATS, JobOptions
 from shared.settings import Settings
 
 MAX_DESCRIPTION_CHARS = 4000
-TEXT_FIELDS = ("instruction", "operation", "image_description", "num_images", "webhook_url")
+OPTION_FIELDS = ("model", "aspect_ratio", "image_size", "thinking_level",  # checked against shared/models.toml
+                 "output_format", "quality")  # converted in the worker (workers/output_format.py)
+TEXT_FIELDS = ("instruction", "operation", "image_description", "num_images", "webhook_url", *OPTION_FIELDS)
 IMAGE_FIELDS = ("image", "images", "image[]")
+# The one list of accepted fields: anything else is refused (422 unknown_field), never silently ignored.
+JSON_FIELDS = (*TEXT_FIELDS, "images")
+MULTIPART_FIELDS = (*TEXT_FIELDS, *IMAGE_FIELDS)
 # NUL and other C0 controls (tab, newline, carriage return allowed), U+FFFD (what invalid UTF-8 decodes to in a
 # multipart field) and lone surrogates (JSON "\ud800", not storable as UTF-8).
 _BAD_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd\ud800-\udfff]")
@@ -67,16 +76,20 @@ class Submission:
     num_images: int
     webhook_url: str
     images: tuple[UploadedImage, ...]
+    model: str = ""  # the catalogue model the job runs on (a retired request's replacement)
+    model_requested: str = ""  # what the client named ("" = none: the configured default)
+    options: JobOptions = field(default_factory=JobOptions)
 
     def request_hash(self, model: str) -> str:
         """Identity of the request for idempotency and the result cache (images by content hash)."""
         doc = {"instruction": self.instruction, "description": self.image_description,
                "operation": self.operation, "num_images": self.num_images, "model": model,
-               "images": [i.sha256 for i in self.images]}
+               "images": [i.sha256 for i in self.images], **self.options.to_dict()}
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def parse_submission(request: Request, settings: Settings) -> Submission:
+def parse_submission(request: Request, settings: Settings, *, now: float | None = None) -> Submission:
+    """`now` (epoch seconds, from the injected clock) decides which models are retired; None = today (UTC)."""
     ctype = (request.mimetype or "").lower()
     if ctype == "application/json":
         fields, raw_images = _from_json(request, settings)
@@ -87,7 +100,35 @@ def parse_submission(request: Request, settings: Settings) -> Submission:
                                message="Send multipart/form-data or application/json.",
                                suggestion="Use multipart/form-data with 'image' file fields, or JSON with "
                                           "'images': [{'data': base64, 'mime_type': ...}].")
-    return _validate(fields, raw_images, settings)
+    _refuse_unknown(fields, JSON_FIELDS if ctype == "application/json" else MULTIPART_FIELDS)
+    today = dt.datetime.fromtimestamp(now, dt.UTC).date() if now is not None else dt.datetime.now(dt.UTC).date()
+    return _with_options(_validate(fields, raw_images, settings), fields, settings, today)
+
+
+def _refuse_unknown(fields: dict[str, Any], accepted: tuple[str, ...]) -> None:
+    unknown = sorted(str(k) for k in fields if k not in accepted)
+    if unknown:
+        shown = ", ".join(repr(k[:40]) for k in unknown[:5])
+        raise ClientInputError(f"unknown field(s): {shown}", code="unknown_field",
+                               suggestion=f"Accepted fields: {', '.join(accepted)}.")
+
+
+def _with_options(sub: Submission, fields: dict[str, Any], settings: Settings, today: dt.date) -> Submission:
+    """The model (a retired one replaced, or 422 model_retired) and the options it accepts (else 422)."""
+    catalogue = load_catalogue(settings.models_file)
+    requested = _option(fields, "model")
+    if requested and requested not in catalogue.models:
+        usable = ", ".join(m.id for m in catalogue.available(today))
+        raise ClientInputError(f"unknown model {requested[:60]!r}", code="invalid_option",
+                               suggestion=f"Use one of: {usable} (GET /v1/models lists them).")
+    resolved = catalogue.resolve(requested or settings.gemini_model, today)
+    output_format, quality = _output_format(fields)
+    options = JobOptions(aspect_ratio=_option(fields, "aspect_ratio"), image_size=_option(fields, "image_size"),
+                         thinking_level=_option(fields, "thinking_level"), output_format=output_format,
+                         quality=quality)
+    check_options(resolved.model, options, len(sub.images))
+    return dataclasses.replace(sub, model=resolved.model.id, model_requested=resolved.requested if requested else "",
+                               options=options)
 
 
 def _from_multipart(request: Request, settings: Settings) -> tuple[dict[str, Any], list[RawImage]]:
@@ -115,7 +156,7 @@ def _from_multipart(request: Request, settings: Settings) -> tuple[dict[str, Any
                                "announced)", code="invalid_request",
                                suggestion="Send a complete multipart/form-data body whose Content-Length is its "
                                           "exact size (let your HTTP client build it).")
-    fields: dict[str, Any] = {}
+    fields: dict[str, Any] = {key: None for key in (*form.keys(), *files.keys()) if key not in IMAGE_FIELDS}
     for key in TEXT_FIELDS:
         values = form.getlist(key)
         if len(values) > 1:
@@ -171,6 +212,39 @@ def _b64(text: str, index: int) -> bytes:
                                message="An image's base64 data could not be decoded.",
                                suggestion="Encode the raw image file bytes with standard base64 "
                                           "(a data: URL prefix is accepted).") from exc
+
+
+def _output_format(fields: dict[str, Any]) -> tuple[str, int]:
+    """(output_format, quality): png/jpeg/webp or "" (untouched); quality 1..100 only with jpeg or webp."""
+    fmt = _option(fields, "output_format")
+    if fmt and fmt not in OUTPUT_FORMATS:
+        raise ClientInputError(f"output_format={fmt[:20]!r}", code="invalid_option",
+                               suggestion=f"Use output_format one of: {', '.join(OUTPUT_FORMATS)} (or leave it out "
+                                          "for the model's own bytes).")
+    raw = fields.get("quality")
+    if raw is None or raw == "":
+        return fmt, 0
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)
+    is_int = isinstance(raw, int) and not isinstance(raw, bool)
+    quality = int(raw) if is_int or (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 3) else 0
+    if not 1 <= quality <= 100:
+        raise ClientInputError(f"quality={str(raw)[:20]!r}", code="invalid_request",
+                               suggestion="Send quality as an integer from 1 to 100.")
+    if fmt not in ("jpeg", "webp"):
+        raise ClientInputError("quality without output_format jpeg or webp", code="invalid_option",
+                               suggestion="Send quality together with output_format=jpeg or output_format=webp.")
+    return fmt, quality
+
+
+def _option(fields: dict[str, Any], name: str) -> str:
+    """An option value exactly as sent (no trimming, no case folding): it must be one GET /v1/models lists."""
+    value = fields.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ClientInputError(f"'{name}' must be a string", code="invalid_request")
+    return value
 
 
 def _text(fields: dict[str, Any], name: str) -> str:

@@ -14,6 +14,7 @@ from api.auth import caller
 from api.intake import Submission, parse_submission
 from api.keylimits import check_submission_rate, check_waiting_jobs
 from api.services import Services, services
+from api.waiting import answer_with_wait
 from monitoring.metrics import JOBS_SUBMITTED
 from shared.blobs import input_key, job_prefix, output_key
 from shared.errors import ClientInputError, Conflict, NanoeditError, NotFound, job_error
@@ -58,9 +59,9 @@ def submit() -> tuple[Response, int, dict[str, str]]:
     if idem_key is not None and not _IDEMPOTENCY_KEY.match(idem_key):
         raise ClientInputError("Idempotency-Key must be 1..255 visible ASCII characters", code="invalid_request",
                                suggestion="Use a UUID as the Idempotency-Key.")
-    sub = parse_submission(request, svc.settings)
+    sub = parse_submission(request, svc.settings, now=svc.clock.now())
     job_id = uuid.uuid4().hex
-    model = _model(svc)
+    model = _model(svc, sub)
     if idem_key:
         fingerprint = hashlib.sha256(f"{sub.request_hash(model)}|{sub.webhook_url}".encode()).hexdigest()[:32]
         existing = svc.store.claim_idempotency(owner, idem_key, job_id, fingerprint, svc.settings.job_ttl_s)
@@ -75,6 +76,9 @@ def submit() -> tuple[Response, int, dict[str, str]]:
             svc.store.release_idempotency(owner, idem_key)
         raise
     JOBS_SUBMITTED.labels(job.operation).inc()
+    waited = answer_with_wait(svc, job, lambda j: _view(svc, j), {"Location": f"/v1/jobs/{job.id}"})
+    if waited is not None:  # `Prefer: wait=N` (api/waiting.py)
+        return waited
     return jsonify(_view(svc, job)), 202, {"Location": f"/v1/jobs/{job.id}"}
 
 
@@ -92,8 +96,9 @@ def _replay(svc: Services, key: str, existing: tuple[str, str],
     return jsonify(_view(svc, job)), 200, {"Location": f"/v1/jobs/{job.id}", "Idempotent-Replayed": "true"}
 
 
-def _model(svc: Services) -> str:
-    return svc.settings.gemini_model if svc.settings.provider == "gemini" else "local"
+def _model(svc: Services, sub: Submission) -> str:
+    """The catalogue model the job runs on (shared/models.toml; a retired one replaced) or `local`."""
+    return sub.model if svc.settings.provider == "gemini" else "local"
 
 
 def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cache: bool = True) -> Job:
@@ -107,8 +112,9 @@ def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cach
     job = Job(id=job_id, owner=owner, status=JobStatus.QUEUED, stage=JobStage.QUEUED, operation=sub.operation,
               num_images=sub.num_images, instruction=sub.instruction, image_description=sub.image_description,
               created_at=now, expires_at=now + s.job_ttl_s, deadline_at=now + s.job_deadline_s, inputs=inputs,
-              webhook_url=sub.webhook_url, provider=s.provider, model=_model(svc),
-              request_hash=sub.request_hash(_model(svc)))
+              webhook_url=sub.webhook_url, provider=s.provider, model=_model(svc, sub),
+              model_requested=sub.model_requested, options=sub.options,
+              request_hash=sub.request_hash(_model(svc, sub)))
     try:
         cached = svc.store.cached_result(job.request_hash) if use_cache and s.cache_ttl_s > 0 else None
         if cached is not None and cached.owner != owner:
@@ -148,9 +154,13 @@ def _serve_from_cache(svc: Services, job: Job, cached: Job) -> bool:
 
 
 @bp.get("/v1/jobs/<job_id>")
-def get_job(job_id: str) -> Response:
+def get_job(job_id: str) -> Response | tuple[Response, int, dict[str, str]]:
     svc = services()
-    return jsonify(_view(svc, _owned_job(svc, job_id)))
+    job = _owned_job(svc, job_id)
+    waited = answer_with_wait(svc, job, lambda j: _view(svc, j), {})
+    if waited is not None:  # `Prefer: wait=N` (api/waiting.py)
+        return waited
+    return jsonify(_view(svc, job))
 
 
 @bp.get("/v1/jobs/<job_id>/outputs/<n>")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.jobs import CURSOR_PATTERN
+from api.openapi_models import attempt_fields, job_fields, model_paths, model_schemas, option_fields
 from api.openapi_ops import _admin_paths, _alert_paths, _metrics_paths
 from api.openapi_parts import (
     _IMAGE_TYPES,
@@ -27,6 +28,7 @@ from api.openapi_parts import (
     _responses,
     with_rate_limit_headers,
 )
+from api.openapi_waiting import with_waiting
 from api.openapi_webhooks import webhook_paths
 from api.version import VERSION
 from shared.errors import all_codes
@@ -48,7 +50,7 @@ def _schemas(s: Settings) -> dict[str, Any]:
                     "outcome": {"type": "string", "examples": [ATTEMPT_SUCCEEDED, "rate_limited", "timeout"]},
                     "at": {"type": "string", "format": "date-time"},
                     "duration_ms": {"type": "integer", "minimum": 0},
-                    "error_code": _nullable("string")},
+                    "error_code": _nullable("string"), **attempt_fields()},
                    required=["output", "n", "outcome", "at", "duration_ms"],
                    description="One provider call for one output.")
     ms = _nullable("integer", minimum=0)
@@ -79,6 +81,7 @@ def _schemas(s: Settings) -> dict[str, Any]:
         "error": {"anyOf": [_ref("JobError"), {"type": "null"}]},
         "provider": {"type": "string", "examples": ["gemini", "local"]},
         "model": _nullable("string"),
+        **job_fields(),
         "billed_provider_calls": {"type": "integer", "minimum": 0,
                                   "description": "Provider calls that were answered (and so billed)."},
         "cached_from": _nullable("string", description="Set when the outputs were reused from this earlier "
@@ -106,13 +109,14 @@ def _schemas(s: Settings) -> dict[str, Any]:
                       required=["data"])
     submission_json = {**_obj({**common, "images": {"type": "array", "items": _ref("JsonImage"), "minItems": 1,
                                                     "maxItems": s.max_images}},
-                              required=["instruction", "images"]), "allOf": _image_counts("images")}
+                              required=["instruction", "images"], additionalProperties=False),
+                       "allOf": _image_counts("images")}
     binary = {"type": "string", "contentMediaType": "application/octet-stream"}  # OpenAPI 3.1 file part
     submission_form = _obj({**common, "image": {
         "type": "array", "items": binary, "minItems": 1, "maxItems": s.max_images,
         "description": "Repeat the `image` file field once per image ('images' and 'image[]' are accepted "
                        "too). style_transfer: content first, then style."}},
-        required=["instruction", "image"])
+        required=["instruction", "image"], additionalProperties=False)
     submission_form["allOf"] = _image_counts("image")
     readiness = _obj({"status": {"type": "string", "enum": ["ready"]},
                       "checks": {"type": "object", "additionalProperties": {"type": "object"},
@@ -135,7 +139,8 @@ def _schemas(s: Settings) -> dict[str, Any]:
             "JobError": job_error, "Output": output, "Attempt": attempt, "Error": error,
             "JsonImage": json_image, "JobSubmissionJson": submission_json,
             "JobSubmissionMultipart": submission_form, "Readiness": readiness, "NotReady": not_ready,
-            "ApiIndex": api_index, "Health": _obj({"status": {"type": "string", "enum": ["ok"]}})}
+            "ApiIndex": api_index, "Health": _obj({"status": {"type": "string", "enum": ["ok"]}}),
+            **model_schemas()}
 
 
 # Standard base64 in whole quanta (the last one may drop its padding), optionally behind a data: URL prefix: every
@@ -175,6 +180,7 @@ def _submission_fields(s: Settings) -> dict[str, Any]:
                         "description": "Optional absolute http(s) URL called (signed) when the job finishes; "
                                        "empty means none. Only public addresses on port 80/443 (else 422 "
                                        "invalid_webhook_url)."},
+        **option_fields(s),
     }
 
 
@@ -334,7 +340,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "servers": [{"url": settings.public_base_url or "/"}],
         "tags": [{"name": "jobs"}, {"name": "meta"}, {"name": "health"}],
         "security": security,
-        "paths": with_rate_limit_headers({**_job_paths(settings), **webhook_paths(), **_meta_paths(),
-                                          **_admin_paths(), **_metrics_paths(), **_alert_paths()}),
+        "paths": with_rate_limit_headers({**with_waiting(_job_paths(settings)), **webhook_paths(), **_meta_paths(),
+                                          **model_paths(), **_admin_paths(), **_metrics_paths(), **_alert_paths()}),
         "components": _components(settings),
     }

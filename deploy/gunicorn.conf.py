@@ -1,7 +1,7 @@
 """gunicorn settings for the `web` process, from the same `Settings` every process reads (`Settings.from_env`,
 the only reader of the NANOEDIT_* environment): bind address, worker processes and threads, metrics directory."""
 
-from monitoring.multiproc import activate, mark_dead, web_dir
+from monitoring.multiproc import activate, mark_dead, raise_open_files, web_dir
 from shared.redaction import secrets_of
 from shared.settings import Settings, is_loopback_host
 
@@ -10,8 +10,12 @@ from shared.settings import Settings, is_loopback_host
 _settings = Settings.from_env()
 bind = f"{_settings.host}:{_settings.port}"
 workers = _settings.web_workers
-threads = _settings.web_threads
-worker_class = "gthread"
+threads = _settings.web_threads  # gthread only
+# gevent (default): each request is a greenlet, so clients held by `Prefer: wait` or an event stream cost a little
+# memory each instead of a thread; gunicorn's gevent worker monkey-patches the worker process (sockets, threading,
+# time) before it loads the app. gthread stays selectable (NANOEDIT_WEB_WORKER_CLASS; docs/operations.md).
+worker_class = _settings.web_worker_class
+worker_connections = _settings.web_worker_connections
 timeout = 60
 graceful_timeout = 20
 control_socket_disable = True  # no gunicornc; a shared ~/.gunicorn/gunicorn.ctl would clash between instances
@@ -37,6 +41,9 @@ logconfig_dict = {
 # worker writes into this instance's directory and GET /metrics (any worker) merges all of them.
 _metrics_dir = web_dir(_settings)
 activate(_metrics_dir, wipe=False)
+# Each held connection is a file descriptor in its worker: raise the soft limit towards the hard one so
+# worker_connections can be reached (inherited by every worker).
+raise_open_files(worker_connections + 256)
 
 
 def on_starting(server):  # master, once, before the first worker forks (not on HUP reloads)

@@ -55,6 +55,10 @@ LIMITER_WAIT = Histogram("nanoedit_limiter_wait_seconds",
 GENERATE_REQUEUES = Counter("nanoedit_generate_requeues",
                             "Generate tasks sent back to the queue to wait (no retry burned), by reason.",
                             ["reason"])
+PROVIDER_TOKENS = Counter("nanoedit_provider_tokens", "Tokens the provider reported, by model and kind (prompt, "
+                          "prompt_image, output, output_image, thinking).", ["model", "kind"])
+PROVIDER_COST_USD = Counter("nanoedit_cost_usd", "Estimated provider cost in USD (catalogue prices), by model.",
+                            ["model"])
 TASKS_IN_PROGRESS = Gauge("nanoedit_tasks_in_progress", "Celery tasks executing now, by task name.", ["task"],
                           multiprocess_mode="livesum")
 
@@ -80,7 +84,7 @@ SEVERITIES = ("critical", "high", "medium", "low")  # monitoring/alerts/rules.py
 
 PROCESS_METRICS = (HTTP_REQUESTS, HTTP_DURATION, HTTP_IN_FLIGHT, JOBS_SUBMITTED, JOBS_FINISHED, JOB_DURATION,
                    JOB_STAGE_DURATION, PROVIDER_CALL_DURATION, PROVIDER_RETRIES, PROVIDER_RATE_LIMITED,
-                   LIMITER_WAIT, GENERATE_REQUEUES, TASKS_IN_PROGRESS)
+                   LIMITER_WAIT, GENERATE_REQUEUES, TASKS_IN_PROGRESS, PROVIDER_TOKENS, PROVIDER_COST_USD)
 
 
 def metric_names() -> dict[str, str]:

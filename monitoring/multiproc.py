@@ -140,6 +140,22 @@ def mark_dead(pid: int, path: Path | None = None) -> None:
         multiprocess.mark_process_dead(pid, str(target))
 
 
+def raise_open_files(wanted: int) -> int:
+    """Raise this process's soft RLIMIT_NOFILE to `wanted` (at most the hard limit); the limit now in force.
+    Lives here beside the other per-process set-up that gunicorn's master does before forking."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            log.warning("could not raise the open-files limit", extra={"wanted": wanted, "soft": soft})
+    return soft
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

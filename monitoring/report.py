@@ -26,6 +26,7 @@ from shared.clock import Clock, rfc3339
 from shared.jobs.store import JobStore
 from shared.limiter import FleetLimiter
 from shared.liveness import WorkerRegistry
+from shared.model_availability import load as load_model_availability
 from shared.queueing import QUEUES
 
 WINDOWS = {"5m": 5, "1h": 60}
@@ -137,7 +138,15 @@ class HealthReporter:
             "circuit": self.breaker.state(),
             "limiter": {k: v for k, v in self.limiter.state().items() if k != "leases"},
             "beat": {"heartbeat_age_s": round(beat_age, 1) if beat_age is not None else None},
+            "models": self._models(),
         }
+
+    def _models(self) -> dict[str, Any]:
+        """The start-up model check (workers/model_check.py): how many configured models the API lacks."""
+        found = load_model_availability(self.r, self.prefix)
+        if found is None:
+            return {"checked": False, "missing": None, "missing_names": []}
+        return {"checked": True, "missing": len(found.missing), "missing_names": list(found.missing)}
 
     def store(self, report: dict[str, Any]) -> None:
         now = float(report["generated_at_ts"])

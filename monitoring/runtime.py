@@ -13,6 +13,7 @@ being a test double.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import redis
 
@@ -20,6 +21,7 @@ from monitoring.hooks import install_terminal_hook
 from monitoring.outcomes import OutcomeRecorder
 from shared.apikeys import KeyRing
 from shared.blobs import BlobStore, FilesystemBlobStore
+from shared.catalogue import check_configured
 from shared.circuit import CircuitBreaker
 from shared.clock import Clock, SystemClock
 from shared.fairqueue import FairQueue
@@ -56,6 +58,9 @@ class Runtime:
 def build_runtime(settings: Settings, *, clock: Clock | None = None, redis_conn: redis.Redis | None = None,
                   blobs: BlobStore | None = None, enqueuer: Enqueuer | None = None) -> Runtime:
     clock = clock or SystemClock()
+    # The model catalogue loads and names the configured default: a bad NANOEDIT_MODELS_FILE fails start-up.
+    check_configured(settings.models_file, settings.gemini_model,
+                     datetime.fromtimestamp(clock.now(), UTC).date())
     r = redis_conn if redis_conn is not None else redis_client(settings)
     enq = enqueuer if enqueuer is not None else CeleryEnqueuer(
         make_celery(settings), fair=FairQueue(r, settings.redis_prefix), ready=settings.fair_queue_depth)

@@ -74,6 +74,13 @@ _SPECS: dict[str, ErrorSpec] = {
         ErrorSpec("invalid_webhook_url", 422, "This webhook_url cannot be called.",
                   "Use an http(s) URL on port 80 or 443 whose host resolves only to public internet addresses "
                   "(no user:password@); operators allow internal receivers with NANOEDIT_WEBHOOK_ALLOW_HOSTS."),
+        ErrorSpec("unknown_field", 422, "The request has a field this API does not accept.",
+                  "Send only the documented fields (listed in this error's suggestion and GET /openapi.json)."),
+        ErrorSpec("invalid_option", 422, "This option is not accepted by the chosen model.",
+                  "Use a value GET /v1/models lists for the model (model, aspect_ratio, image_size, "
+                  "thinking_level)."),
+        ErrorSpec("model_retired", 422, "This model was shut down and has no replacement.",
+                  "Choose a current model from GET /v1/models, or leave 'model' out for the default."),
         ErrorSpec("idempotency_key_reused", 422, "This Idempotency-Key was used for a different request.",
                   "Use a new Idempotency-Key for a new request, or resend exactly the original request."),
         ErrorSpec("service_unavailable", 503, "The service is temporarily unavailable.",

@@ -7,7 +7,7 @@ we store, log and send.
 
 from __future__ import annotations
 
-DEFAULT_MODEL = "gemini-2.5-flash-image"
+DEFAULT_MODEL = "gemini-3.1-flash-image"  # the catalogue (shared/models.toml) says what each model accepts
 
 
 def normalize_model_name(name: str) -> str:

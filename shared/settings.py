@@ -26,6 +26,13 @@ class SettingsError(ConfigError):
     """A configuration value is malformed; raised at start-up so a bad deploy fails loudly."""
 
 
+def _worker_class(env: Mapping[str, str]) -> str:
+    value = env.get("NANOEDIT_WEB_WORKER_CLASS", "").strip().lower() or "gevent"
+    if value not in ("gevent", "gthread"):
+        raise SettingsError(f"NANOEDIT_WEB_WORKER_CLASS={value!r}: use gevent or gthread")
+    return value
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
     raw = env.get(name, "").strip()
     if not raw:
@@ -119,7 +126,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     web_workers: int = 2  # gunicorn worker processes of one web instance (deploy/gunicorn.conf.py)
-    web_threads: int = 4  # threads per gunicorn worker
+    web_threads: int = 4  # threads per gunicorn worker (gthread only)
+    web_worker_class: str = "gevent"  # gunicorn worker class: gevent (default) | gthread (docs/operations.md)
+    web_worker_connections: int = 2000  # gevent: simultaneous connections per worker process
+    max_waiters: int = 1000  # per web worker process: requests held by `Prefer: wait` or an event stream
+    stream_max_s: int = 300  # one event stream (GET /v1/jobs/{id}/events) lasts at most this long
     public_base_url: str = ""
 
     provider: str = "local"  # resolved: "gemini" | "local"
@@ -127,6 +138,7 @@ class Settings:
     gemini_api_key: str = field(default="", repr=False)
     gemini_base_url: str = ""
     gemini_model: str = DEFAULT_MODEL
+    models_file: str = ""  # model catalogue TOML; "" = the packaged shared/models.toml (shared/catalogue.py)
     gemini_concurrency: int = 3
     gemini_rpm: int = 0
     gemini_timeout_s: float = 60.0
@@ -276,12 +288,17 @@ class Settings:
             port=_int(env, "NANOEDIT_PORT", 8000, 1),
             web_workers=_int(env, "NANOEDIT_WEB_WORKERS", 2, 1),
             web_threads=_int(env, "NANOEDIT_WEB_THREADS", 4, 1),
+            web_worker_class=_worker_class(env),
+            web_worker_connections=_int(env, "NANOEDIT_WEB_WORKER_CONNECTIONS", 2000, 10),
+            max_waiters=_int(env, "NANOEDIT_MAX_WAITERS", 1000, 0),
+            stream_max_s=_int(env, "NANOEDIT_STREAM_MAX_S", 300, 1),
             public_base_url=env.get("NANOEDIT_PUBLIC_BASE_URL", "").strip().rstrip("/"),
             provider=provider,
             provider_requested=requested,
             gemini_api_key=key,
             gemini_base_url=env.get("NANOEDIT_GEMINI_BASE_URL", "").strip(),
             gemini_model=model,
+            models_file=env.get("NANOEDIT_MODELS_FILE", "").strip(),
             gemini_concurrency=_int(env, "NANOEDIT_GEMINI_CONCURRENCY", 3, 1),
             gemini_rpm=_int(env, "NANOEDIT_GEMINI_RPM", 0, 0),
             gemini_timeout_s=_float(env, "NANOEDIT_GEMINI_TIMEOUT_S", 60.0, 0.1),

@@ -38,7 +38,8 @@ def _keep_json_logging(**_: Any) -> None:
 
 
 # Below setup_celery_process on purpose: metrics_server imports prometheus_client.
-from workers import heartbeat, metrics_server  # noqa: E402
+from workers import heartbeat, metrics_server, model_check  # noqa: E402
 
 heartbeat.install(settings, clock)
 metrics_server.install(settings)
+model_check.install(settings, clock)  # the configured models against the API's list, in the background

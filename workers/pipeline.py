@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from monitoring import metrics
 from shared.blobs import input_key, output_key, prepared_key
+from shared.catalogue import estimate_cost_usd, load_catalogue
 from shared.clock import rfc3339
 from shared.errors import ClientInputError, NanoeditError, job_error
 from shared.jobs.model import (
@@ -28,9 +29,12 @@ from shared.jobs.model import (
     OutputStatus,
     PreparedInput,
 )
+from shared.jobs.options import Usage
 from shared.queueing import GENERATE_QUEUE, PREPROCESS_QUEUE
+from shared.usage_ledger import UsageLedger
 from workers.context import WorkerContext
 from workers.output_bounds import bound_output
+from workers.output_format import convert_output
 from workers.providers.base import EditRequest, InputImage, NoImageGenerated, ProviderError, Retry
 from workers.retry import backoff_delay
 
@@ -166,7 +170,10 @@ def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe
         result = ctx.provider.edit(request)
     except ProviderError as exc:
         duration_ms = round((ctx.clock.now() - started) * 1000)
-        _attempt(ctx, job_id, index, attempt, exc.outcome, duration_ms, started, exc.code)
+        cost = _cost(ctx, job, exc.usage, 0)  # an answer without an image still bills its tokens
+        _attempt(ctx, job_id, index, attempt, exc.outcome, duration_ms, started, exc.code, usage=exc.usage,
+                 cost_usd=cost)
+        _count_usage(ctx, job, exc.usage, cost)
         rule = exc.rule
         if rule.billed:
             store.add_billed_call(job_id)
@@ -181,7 +188,10 @@ def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe
     duration_ms = round((ctx.clock.now() - started) * 1000)
     ctx.breaker.record_success(probe=probe)
     store.add_billed_call(job_id)
-    _attempt(ctx, job_id, index, attempt, ATTEMPT_SUCCEEDED, duration_ms, started, None)
+    cost = _cost(ctx, job, result.usage, len(result.images))
+    _attempt(ctx, job_id, index, attempt, ATTEMPT_SUCCEEDED, duration_ms, started, None,
+             usage=result.usage, cost_usd=cost)
+    _count_usage(ctx, job, result.usage, cost)
     if store.cancel_requested(job_id):
         # Honest cancel: the call finished (and was billed) but its result is discarded.
         return _resolve(ctx, job, index, OutputResult.canceled(billed=True))
@@ -189,6 +199,8 @@ def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe
         return _after_failure(ctx, job, index, attempt, NoImageGenerated("provider returned no image"))
     store.set_stage(job_id, JobStage.STORING)
     image, refused = bound_output(result.images[0], ctx.settings)  # bytes, pixels, long edge (output_bounds.py)
+    if refused is None:
+        image, refused = convert_output(image, job.options)  # only when output_format was asked for
     if refused is not None:
         return _resolve(ctx, job, index, OutputResult.failed(refused))
     ctx.blobs.put(output_key(job_id, index), image.data)
@@ -222,7 +234,34 @@ def _edit_request(ctx: WorkerContext, job: Job, index: int) -> EditRequest:
         for meta in job.inputs
     )
     return EditRequest(operation=job.operation, instruction=job.instruction, images=images,
-                       image_description=job.image_description, output_index=index, model=job.model)
+                       image_description=job.image_description, output_index=index, model=job.model,
+                       options=job.options)
+
+
+def _count_usage(ctx: WorkerContext, job: Job, usage: Usage | None, cost: float | None) -> None:
+    """Add the call to the owner's daily totals (GET /v1/usage); best effort: never fails the output."""
+    if usage is None:
+        return
+    try:
+        UsageLedger(ctx.redis, ctx.settings.redis_prefix, ctx.clock).record(job.owner, usage, cost)
+    except Exception:
+        log.warning("usage counters not updated", extra={"job_id": job.id}, exc_info=True)
+
+
+def _cost(ctx: WorkerContext, job: Job, usage: Usage | None, images: int) -> float | None:
+    """The call's estimated cost at the catalogue's prices (None without usage or for an unpriced model)."""
+    if usage is None:
+        return None
+    spec = load_catalogue(ctx.settings.models_file).get(job.model)
+    cost = estimate_cost_usd(spec, usage, images, job.options.image_size)
+    for kind, tokens in (("prompt", usage.prompt_tokens), ("prompt_image", usage.prompt_image_tokens),
+                         ("output", usage.output_tokens), ("output_image", usage.output_image_tokens),
+                         ("thinking", usage.thinking_tokens)):
+        if tokens:
+            metrics.PROVIDER_TOKENS.labels(job.model, kind).inc(tokens)
+    if cost:
+        metrics.PROVIDER_COST_USD.labels(job.model).inc(cost)
+    return cost
 
 
 def _output_meta(data: bytes, mime_type: str | None = None) -> OutputResult:
@@ -236,9 +275,10 @@ def _output_meta(data: bytes, mime_type: str | None = None) -> OutputResult:
 
 
 def _attempt(ctx: WorkerContext, job_id: str, index: int, n: int, outcome: str, duration_ms: int,
-             at: float, code: str | None) -> None:
+             at: float, code: str | None, *, usage: Usage | None = None, cost_usd: float | None = None) -> None:
     ctx.store.add_attempt(job_id, Attempt(output=index, n=n, outcome=outcome, at=rfc3339(at),
-                                          duration_ms=duration_ms, error_code=code))
+                                          duration_ms=duration_ms, error_code=code, usage=usage,
+                                          cost_usd=cost_usd))
     ctx.recorder.provider_call(job_id, index, n, outcome=outcome, duration_s=duration_ms / 1000)
     metrics.PROVIDER_CALL_DURATION.labels(outcome).observe(duration_ms / 1000)
 

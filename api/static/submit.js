@@ -25,7 +25,10 @@
     progress: $("progress"), progressText: $("progress-text"), timing: $("timing"), note: $("note"),
     cancel: $("cancel"), error: $("error"), outputs: $("outputs"), outputErrors: $("output-errors"),
     jobText: $("job-text"), ready: $("ready"), provider: $("provider"),
+    model: $("model"), aspectRatio: $("aspect-ratio"), imageSize: $("image-size"),
+    thinkingLevel: $("thinking-level"), outputFormat: $("output-format"),
   };
+  let models = {};  // id -> catalogue entry (GET /v1/models)
 
   let authRequired = false;
   let maxImages = null;
@@ -302,6 +305,9 @@
     data.append("operation", el.operation.value);
     data.append("num_images", el.numImages.value);
     if (el.description.value.trim()) data.append("image_description", el.description.value);
+    const options = [["model", el.model], ["aspect_ratio", el.aspectRatio], ["image_size", el.imageSize],
+                     ["thinking_level", el.thinkingLevel], ["output_format", el.outputFormat]];
+    for (const [name, select] of options) if (select && select.value) data.append(name, select.value);
 
     el.submit.disabled = true;
     el.submit.textContent = "Submitting…";
@@ -424,6 +430,38 @@
     }
   }
 
+  function fillSelect(select, values) {
+    const keep = select.value;
+    select.replaceChildren(new Option("Default", ""));
+    for (const value of values || []) select.add(new Option(value, value));
+    select.value = (values || []).includes(keep) ? keep : "";
+    select.disabled = !(values && values.length);
+  }
+
+  function updateModelOptions() {
+    const m = models[el.model.value] || models[el.model.dataset.default] || {};
+    fillSelect(el.aspectRatio, m.aspect_ratios);
+    fillSelect(el.imageSize, m.image_sizes);
+    fillSelect(el.thinkingLevel, m.thinking_levels);
+  }
+
+  async function loadModels() {
+    try {
+      const res = await api("GET", "/v1/models");
+      if (!res.ok || !res.body || !Array.isArray(res.body.models)) return;
+      models = {};
+      el.model.replaceChildren(new Option(`Default (${res.body.default})`, ""));
+      el.model.dataset.default = res.body.default;
+      for (const m of res.body.models) {
+        models[m.id] = m;
+        if (!m.retired) el.model.add(new Option(`${m.display_name} — ${m.id}`, m.id));
+      }
+      updateModelOptions();
+    } catch {
+      // the page still works without the catalogue: every option stays at the model's default
+    }
+  }
+
   async function loadReadiness() {
     try {
       const res = await api("GET", "/readyz");
@@ -446,9 +484,11 @@
   });
   el.images.addEventListener("change", updatePreviews);
   el.operation.addEventListener("change", updatePreviews);
+  el.model.addEventListener("change", updateModelOptions);
   el.form.addEventListener("submit", submitJob);
   el.cancel.addEventListener("click", cancelJob);
   updateHints();
   loadMeta();
+  loadModels();
   loadReadiness();
 })();

@@ -29,6 +29,11 @@ class JobKeys:
     def webhooks_due(self) -> str:
         return f"{self.p}:webhooks:due"
 
+    @property
+    def events(self) -> str:
+        """Pub/sub channel (not a key): one small message per status or stage change (shared/jobs/events.py)."""
+        return f"{self.p}:jobevents"
+
     def gone(self, job_id: str) -> str:
         return f"{self.p}:gone:{job_id}"
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+from shared.jobs.options import JobOptions, Usage
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -184,15 +186,20 @@ class Attempt(_ReadsLikeJson):
     at: str | None  # RFC 3339
     duration_ms: int
     error_code: str | None = None
+    usage: Usage | None = None  # tokens the provider reported for this call (None: no answer, or none reported)
+    cost_usd: float | None = None  # estimated from the catalogue's prices at call time (None: unpriced)
 
     def to_dict(self) -> dict[str, Any]:
         return {"output": self.output, "n": self.n, "outcome": self.outcome, "at": self.at,
-                "duration_ms": self.duration_ms, "error_code": self.error_code}
+                "duration_ms": self.duration_ms, "error_code": self.error_code,
+                "usage": self.usage.to_dict() if self.usage is not None else None, "cost_usd": self.cost_usd}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Attempt:
         return cls(output=int(d.get("output") or 0), n=int(d.get("n") or 1), outcome=str(d.get("outcome") or ""),
-                   at=d.get("at"), duration_ms=int(d.get("duration_ms") or 0), error_code=d.get("error_code"))
+                   at=d.get("at"), duration_ms=int(d.get("duration_ms") or 0), error_code=d.get("error_code"),
+                   usage=Usage.from_dict(d["usage"]) if isinstance(d.get("usage"), dict) else None,
+                   cost_usd=float(d["cost_usd"]) if d.get("cost_usd") is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,6 +311,8 @@ class Job:
     webhook_url: str = ""
     provider: str = ""
     model: str = ""
+    model_requested: str = ""  # the model the client named ("" = the default); differs from `model` if retired
+    options: JobOptions = field(default_factory=JobOptions)
     started_at: float | None = None
     finished_at: float | None = None
     preprocess_started_at: float | None = None
@@ -344,6 +353,7 @@ class Job:
             "deadline_at": repr(self.deadline_at),
             "inputs": json.dumps([i.to_dict() for i in self.inputs]),
             "webhook_url": self.webhook_url, "provider": self.provider, "model": self.model,
+            "model_requested": self.model_requested, "options": json.dumps(self.options.to_dict()),
             "request_hash": self.request_hash, "billed_calls": str(self.billed_calls),
             "cached_from": self.cached_from,
             "cancel_requested": "1" if self.cancel_requested else "0",
@@ -366,6 +376,8 @@ class Job:
             deadline_at=float(h.get("deadline_at") or h["expires_at"]),
             inputs=[InputMeta.from_dict(d) for d in json.loads(h.get("inputs") or "[]")],
             webhook_url=h.get("webhook_url", ""), provider=h.get("provider", ""), model=h.get("model", ""),
+            model_requested=h.get("model_requested", ""),
+            options=JobOptions.from_dict(json.loads(h.get("options") or "{}")),
             started_at=f("started_at"), finished_at=f("finished_at"),
             preprocess_started_at=f("preprocess_started_at"), preprocess_done_at=f("preprocess_done_at"),
             generate_done_at=f("generate_done_at"),

@@ -23,6 +23,7 @@ import redis
 from shared.blobs import BlobStore, job_prefix
 from shared.clock import Clock
 from shared.errors import Gone, job_error
+from shared.jobs.events import JobEvents
 from shared.jobs.keys import JobKeys
 from shared.jobs.model import (
     ACTIVE,
@@ -88,6 +89,7 @@ class JobStore(WaitingLines, RequestMemory):
         self._update_if_script = r.register_script(_UPDATE_IF)
         self._record_output = r.register_script(_RECORD_OUTPUT)
         self.webhooks = WebhookOutbox(r, self._keys, clock)
+        self.events = JobEvents(r, self._keys, clock)  # change notifications (waiting clients)
 
     # -- creation and reads -------------------------------------------------------------------------
     def create(self, job: Job, *, waiting_queue: str = "preprocess") -> None:
@@ -153,6 +155,8 @@ class JobStore(WaitingLines, RequestMemory):
             code, prev = self.webhooks.finish_if(job_id, statuses, flat)
         else:
             code, prev = self._update_if_script(keys=[self._keys.job(job_id)], args=[",".join(statuses), *flat])
+        if int(code) == 1 and ("status" in fields or "stage" in fields):
+            self.events.publish(job_id, str(fields.get("status") or prev), str(fields.get("stage") or ""))
         return CasResult(ok=int(code) == 1, previous=(JobStatus(str(prev)) if int(code) != -1 else None))
 
     def transition(self, job_id: str, to: JobStatus | str, fields: dict[str, Any] | None = None) -> CasResult:

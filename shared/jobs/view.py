@@ -6,6 +6,7 @@ from typing import Any
 
 from shared.clock import rfc3339
 from shared.jobs.model import Job, OutputStatus, WebhookDelivery
+from shared.jobs.options import Usage
 
 
 def _ms(start: float | None, end: float | None) -> int | None:
@@ -20,6 +21,15 @@ def _webhook_view(job: Job) -> dict[str, Any] | None:
     d = job.webhook_delivery or WebhookDelivery()
     return {"url": job.webhook_url, "state": d.state.value, "attempts": d.attempts,
             "last_status": d.last_status, "last_error": d.last_error or None}
+
+
+def _usage_view(job: Job) -> dict[str, Any]:
+    """Tokens summed over every provider call (retries and outputs included) and their estimated cost."""
+    reported = [a.usage for a in job.attempts if a.usage is not None]
+    costs = [a.cost_usd for a in job.attempts if a.cost_usd is not None]
+    return {"usage": Usage.sum(reported).to_dict() if reported else None,
+            "cost_usd": round(sum(costs), 6) if costs else None,
+            "cost_is_estimate": True}
 
 
 def public_view(job: Job, *, base_url: str = "", queue_position: int | None = None,
@@ -61,6 +71,9 @@ def public_view(job: Job, *, base_url: str = "", queue_position: int | None = No
         "error": job.error.to_dict() if job.error is not None else None,
         "provider": job.provider,
         "model": job.model or None,
+        "model_requested": job.model_requested or None,
+        "options": job.options.to_dict(),
+        **_usage_view(job),
         "billed_provider_calls": job.billed_calls,
         "cached_from": job.cached_from or None,
         "webhook": _webhook_view(job),

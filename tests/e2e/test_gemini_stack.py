@@ -38,11 +38,15 @@ def test_gemini_job_succeeds_and_the_fake_saw_our_request(gemini_stack: Stack, f
     job = wait_done(gemini_stack, post(gemini_stack, "Make the cat wear a hat",
                                        image_description="A cat on a sofa"))
     assert job["status"] == "succeeded", (job, gemini_stack.logs())
-    assert job["model"] == "gemini-2.5-flash-image"
+    assert job["model"] == "gemini-3.1-flash-image"
+    # usage as usageMetadata reported it, and its estimated cost at the catalogue's prices
+    assert job["usage"]["output_image_tokens"] == 1120 and job["usage"]["prompt_tokens"] > 0
+    assert job["cost_usd"] > 0 and job["cost_is_estimate"] is True
+    assert job["attempts"][0]["usage"] == job["usage"]
     out = requests.get(f"{gemini_stack.url}{job['outputs'][0]['url']}", timeout=10)
     assert out.status_code == 200 and out.headers["Content-Type"].startswith("image/")
     [seen] = fake.requests()
-    assert seen["model"] == "gemini-2.5-flash-image"
+    assert seen["model"] == "gemini-3.1-flash-image"
     assert "A cat on a sofa\n\nMake the cat wear a hat" in seen["prompt"]
     # The image went through preprocessing (re-encoded), so compare what the worker prepared, not the upload.
     prepared = gemini_stack.data_dir / "blobs" / "jobs" / job["id"] / "prepared" / "0"
@@ -74,3 +78,16 @@ def test_transient_failure_is_retried_then_fails_with_attempts_recorded(gemini_s
         fake.configure(scenario="ok")
     assert job["status"] == "failed" and job["error"]["code"] == "upstream_unavailable"
     assert [a["n"] for a in job["attempts"]] == [1, 2]  # NANOEDIT_MAX_RETRIES=1
+
+
+def test_options_reach_google_and_the_output_has_the_requested_shape(gemini_stack: Stack,
+                                                                     fake: FakeGeminiServer) -> None:
+    fake.reset()
+    job = wait_done(gemini_stack, post(gemini_stack, "Widen it", model="gemini-2.5-flash-image",
+                                       aspect_ratio="16:9", image_size="1K", thinking_level="high"))
+    assert job["status"] == "succeeded", (job, gemini_stack.logs())
+    assert (job["model_requested"], job["model"]) == ("gemini-2.5-flash-image", "gemini-3.1-flash-image")
+    assert (job["outputs"][0]["width"], job["outputs"][0]["height"]) == (1376, 768)
+    [seen] = fake.requests()
+    assert seen["model"] == "gemini-3.1-flash-image"
+    assert seen["generation_config"]["imageConfig"] == {"aspectRatio": "16:9", "imageSize": "1K"}

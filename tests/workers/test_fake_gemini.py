@@ -31,7 +31,7 @@ from workers.fake_gemini.pacing import LatencyModel
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "fake-key-for-tests"
-MODEL = "gemini-2.5-flash-image"
+MODEL = "gemini-3.1-flash-image"
 
 
 def png(color: tuple[int, int, int] = (10, 200, 30), size: tuple[int, int] = (8, 6)) -> bytes:
@@ -84,7 +84,8 @@ def test_ok_accepts_both_casings_and_base64_flavours(fake: FakeGeminiServer, cam
     out = base64.b64decode(image_part["inlineData"]["data"], validate=True)
     with Image.open(io.BytesIO(out)) as img:
         assert img.getpixel((0, 0)) == (4, 0, 1)
-    assert set(payload["usageMetadata"]) == {"promptTokenCount", "candidatesTokenCount", "totalTokenCount"}
+    assert {"promptTokenCount", "candidatesTokenCount", "totalTokenCount", "promptTokensDetails",
+            "candidatesTokensDetails"} <= set(payload["usageMetadata"])
     assert payload["modelVersion"] == MODEL
     (seen,) = fake.requests()
     assert seen["images"][0]["sha256"] == hashlib.sha256(image).hexdigest()
@@ -137,7 +138,7 @@ def test_malformed_bodies_are_invalid_argument(fake: FakeGeminiServer) -> None:
 
 
 def test_unknown_route_is_json_not_found(fake: FakeGeminiServer) -> None:
-    resp = requests.get(f"{fake.base_url}/v1beta/models", timeout=5)
+    resp = requests.get(f"{fake.base_url}/v1beta/tunedModels", timeout=5)
     assert resp.status_code == 404 and resp.json()["error"]["status"] == "NOT_FOUND"
 
 

@@ -45,7 +45,7 @@ from workers.providers.gemini import (
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 API_KEY = "AIzaSyFAKE-test-key-0123456789abcdefghijk"  # key-shaped, so redaction is exercised too
-MODEL = "gemini-2.5-flash-image"
+MODEL = "gemini-3.1-flash-image"
 
 
 def png(size: tuple[int, int] = (32, 24), color: tuple[int, int, int] = (200, 40, 10)) -> bytes:
@@ -98,8 +98,9 @@ def test_ok_returns_the_edited_image(provider: GeminiProvider) -> None:
     with Image.open(io.BytesIO(out.data)) as img, Image.open(io.BytesIO(photo)) as src:
         assert img.format == "PNG" and img.size == src.size
     assert result.text == "Here is the edited image."
-    assert result.usage["total_token_count"] == (
-        result.usage["prompt_token_count"] + result.usage["candidates_token_count"])
+    assert result.usage is not None
+    assert result.usage.total_tokens == (
+        result.usage.prompt_tokens + result.usage.output_tokens + result.usage.thinking_tokens)
 
 
 def test_the_request_carries_our_images_prompt_and_model(fake: FakeGeminiServer,

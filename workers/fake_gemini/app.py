@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from shared.clock import Clock
-from workers.fake_gemini import wire
+from workers.fake_gemini import models, wire
 from workers.fake_gemini.config import FakeConfigError, FakeGeminiConfig
 from workers.fake_gemini.pacing import LatencyModel, RateWindow, hang
 from workers.fake_gemini.recorder import (
@@ -38,6 +38,7 @@ from workers.fake_gemini.scenarios import SCENARIOS, ScenarioContext, scenario_n
 from workers.fake_gemini.wire import Reply
 
 SCENARIO_HEADER = "x-fake-scenario"
+_LIST_MODELS = re.compile(r"^/(?P<version>v1beta|v1alpha|v1)/models/?$")
 _GENERATE = re.compile(r"^/(?P<version>v1beta|v1alpha|v1)/models/(?P<model>[^/:]+):generateContent$")
 
 Send = Callable[[Reply], bool]  # writes a reply; False when the client is gone
@@ -85,6 +86,16 @@ class FakeGemini:
         path = split.path
         if path.startswith("/_fake/"):
             send(self._control(method, path, body))
+            return
+        if method == "GET" and _LIST_MODELS.match(path):
+            key = headers.get("x-goog-api-key", "") or parse_qs(split.query).get("key", [""])[0]
+            config = self.config
+            if not key:
+                send(wire.missing_key())
+            elif config.api_keys and key not in config.api_keys:
+                send(wire.invalid_key())
+            else:
+                send(models.model_list(config.known_models or models.current_models()))
             return
         match = _GENERATE.match(path)
         if match is None:
@@ -154,13 +165,17 @@ class FakeGemini:
         name = headers.get(SCENARIO_HEADER, "").strip() or config.scenario
         self.recorder.annotate(record, scenario=name, prompt=request.prompt,
                                images=tuple(ImageRecord.of(i) for i in request.images),
-                               response_modalities=request.response_modalities)
+                               response_modalities=request.response_modalities,
+                               generation_config=dict(request.generation_config))
         run = SCENARIOS.get(name)
         if run is None:
             return wire.api_error(400, "INVALID_ARGUMENT",
                                   f"Unknown fake scenario {name!r}; known: {', '.join(scenario_names())}.")
         if config.known_models and model not in config.known_models:
             return wire.model_not_found(model, version)
+        refused = models.check_request(model, request)
+        if refused is not None:
+            return refused
         retry_after = self.window.admit(config.rpm)
         if retry_after is not None:
             return wire.rate_limited(model, retry_after_s=math.ceil(retry_after), limit=config.rpm)

@@ -13,10 +13,11 @@ from typing import Any
 
 from shared.errors import ConfigError
 
+# The GA image models (shared/models.toml); the retired ones (gemini-2.5-flash-image, -preview) answer 404.
 DEFAULT_MODELS: tuple[str, ...] = (
-    "gemini-2.5-flash-image",
-    "gemini-2.5-flash-image-preview",
-    "gemini-3-pro-image-preview",
+    "gemini-3.1-flash-image",
+    "gemini-3-pro-image",
+    "gemini-3.1-flash-lite-image",
 )
 
 

@@ -52,6 +52,7 @@ class RequestRecord:
     prompt: str = ""
     images: tuple[ImageRecord, ...] = ()
     response_modalities: tuple[str, ...] = ()
+    generation_config: dict[str, Any] = field(default_factory=dict)  # as sent on the wire (camelCase)
     server_timeout_s: str = ""  # the SDK's X-Server-Timeout header: the client's own deadline
     status: int | None = None
     duration_ms: float | None = None
@@ -63,7 +64,7 @@ class RequestRecord:
             "api_version": self.api_version, "api_key_present": self.api_key_present,
             "api_key_sha256": self.api_key_sha256, "scenario": self.scenario, "prompt": self.prompt,
             "images": [{"mime_type": i.mime_type, "bytes": i.bytes, "sha256": i.sha256} for i in self.images],
-            "response_modalities": list(self.response_modalities),
+            "response_modalities": list(self.response_modalities), "generation_config": self.generation_config,
             "server_timeout_s": self.server_timeout_s, "status": self.status, "duration_ms": self.duration_ms,
         }
 

@@ -17,15 +17,13 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from workers.fake_gemini import wire
+from workers.fake_gemini import models, wire
 from workers.fake_gemini.config import FakeGeminiConfig
 from workers.fake_gemini.wire import GenerateRequest, Reply
-
-IMAGE_OUTPUT_TOKENS = 1290  # what gemini-2.5-flash-image bills per output image
-IMAGE_INPUT_TOKENS = 258  # per input image tile
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +54,9 @@ def scenario_names() -> list[str]:
     return sorted(SCENARIOS)
 
 
-def _usage(ctx: ScenarioContext, output_tokens: int) -> dict[str, int]:
-    prompt_tokens = max(1, len(ctx.request.prompt.split())) + IMAGE_INPUT_TOKENS * len(ctx.request.images)
-    return wire.usage(prompt_tokens, output_tokens)
+def _usage(ctx: ScenarioContext, images_out: int, text_tokens: int = 0) -> dict[str, Any]:
+    """usageMetadata per model and image_size (models.usage_metadata), e.g. 1120 IMAGE tokens per 1K image."""
+    return models.usage_metadata(ctx.model, ctx.request, images_out=images_out, text_tokens=text_tokens)
 
 
 def edited_image(request: GenerateRequest) -> bytes:
@@ -76,6 +74,10 @@ def edited_image(request: GenerateRequest) -> bytes:
     else:
         shade = hashlib.sha256(request.prompt.encode()).digest()
         out = Image.new("RGB", (64, 64), (shade[0], shade[1], shade[2]))
+    size = models.output_size(request)
+    if size is not None:  # the requested aspect ratio and size; blocky (cheap to encode, small as PNG)
+        out.thumbnail((64, 64))
+        out = out.resize(size, Image.Resampling.NEAREST)
     buf = io.BytesIO()
     out.save(buf, format="PNG")
     return buf.getvalue()
@@ -93,7 +95,7 @@ def ok(ctx: ScenarioContext) -> Reply | None:
         return wire.api_error(400, "INVALID_ARGUMENT", "Unable to process input image. Please retry or report "
                               "in https://developers.generativeai.google/guide/troubleshooting")
     parts = [wire.text_part("Here is the edited image."), wire.image_part(png)]
-    return wire.candidate_reply(parts, "STOP", model=ctx.model, usage_metadata=_usage(ctx, IMAGE_OUTPUT_TOKENS))
+    return wire.candidate_reply(parts, "STOP", model=ctx.model, usage_metadata=_usage(ctx, 1, 8))
 
 
 @scenario("thinking")
@@ -111,7 +113,7 @@ def thinking(ctx: ScenarioContext) -> Reply | None:
         {**wire.image_part(png), "thoughtSignature": "ZmFrZS1zaWduYXR1cmU="},
     ]
     return wire.candidate_reply(parts, "STOP", model=ctx.model,
-                                usage_metadata=_usage(ctx, 2 * IMAGE_OUTPUT_TOKENS))
+                                usage_metadata=_usage(ctx, 2, 12))
 
 
 @scenario("slow")
@@ -168,7 +170,7 @@ def model_not_found(ctx: ScenarioContext) -> Reply | None:
 @scenario("text_only")
 def text_only(ctx: ScenarioContext) -> Reply | None:
     parts = [wire.text_part("I can describe the edit, but I did not generate an image this time.")]
-    return wire.candidate_reply(parts, "STOP", model=ctx.model, usage_metadata=_usage(ctx, 16))
+    return wire.candidate_reply(parts, "STOP", model=ctx.model, usage_metadata=_usage(ctx, 0, 16))
 
 
 @scenario("no_image")

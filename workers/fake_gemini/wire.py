@@ -46,6 +46,10 @@ class GenerateRequest:
     images: tuple[InlineImage, ...] = ()
     response_modalities: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict)
+    aspect_ratio: str = ""  # generationConfig.imageConfig.aspectRatio
+    image_size: str = ""  # generationConfig.imageConfig.imageSize
+    thinking_level: str = ""  # generationConfig.thinkingConfig.thinkingLevel (the SDK sends e.g. "HIGH")
+    generation_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 class WireError(ValueError):
@@ -163,7 +167,7 @@ def usage(prompt_tokens: int, output_tokens: int) -> dict[str, int]:
 
 
 def candidate_reply(parts: list[dict[str, Any]] | None, finish_reason: str, *, model: str,
-                    usage_metadata: Mapping[str, int]) -> Reply:
+                    usage_metadata: Mapping[str, Any]) -> Reply:
     """200 with one candidate; `parts=None` means a candidate without content (as safety stops send)."""
     candidate: dict[str, Any] = {"finishReason": finish_reason, "index": 0}
     if parts is not None:
@@ -211,9 +215,19 @@ def parse_generate_request(body: bytes) -> GenerateRequest:
             if isinstance(blob, dict):
                 images.append(_decode_blob(blob, f"contents[{ci}].parts[{pi}].inline_data"))
     gen_config = _pick(payload, "generationConfig", "generation_config") or {}
+    if not isinstance(gen_config, dict):
+        raise WireError("Invalid value at 'generation_config': expected an object")
     modalities = _pick(gen_config, "responseModalities", "response_modalities") or []
+    image_config = _pick(gen_config, "imageConfig", "image_config") or {}
+    thinking_config = _pick(gen_config, "thinkingConfig", "thinking_config") or {}
+    if not isinstance(image_config, dict) or not isinstance(thinking_config, dict):
+        raise WireError("Invalid value at 'generation_config': imageConfig/thinkingConfig must be objects")
     return GenerateRequest(prompt="\n".join(texts), images=tuple(images),
-                           response_modalities=tuple(str(m) for m in modalities), raw=payload)
+                           response_modalities=tuple(str(m) for m in modalities), raw=payload,
+                           aspect_ratio=str(_pick(image_config, "aspectRatio", "aspect_ratio") or ""),
+                           image_size=str(_pick(image_config, "imageSize", "image_size") or ""),
+                           thinking_level=str(_pick(thinking_config, "thinkingLevel", "thinking_level") or ""),
+                           generation_config=gen_config)
 
 
 def _decode_blob(blob: Mapping[str, Any], where: str) -> InlineImage:

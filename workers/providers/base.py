@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from shared.errors import JobFailure
+from shared.jobs.options import JobOptions, Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class EditRequest:
     image_description: str = ""
     output_index: int = 0  # which of num_images this call produces (lets a provider vary outputs)
     model: str = ""
+    options: JobOptions = field(default_factory=JobOptions)  # checked against the catalogue at intake
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +42,7 @@ class OutputImage:
 class EditResult:
     images: tuple[OutputImage, ...]
     text: str | None = None
-    usage: dict[str, int] = field(default_factory=dict)
+    usage: Usage | None = None  # tokens as the provider reported them (None: not reported)
 
 
 class Retry(StrEnum):
@@ -69,6 +71,7 @@ class ProviderError(JobFailure):
     def __init__(self, details: str = "", *, retry_after_s: float | None = None, **kw: object) -> None:
         super().__init__(details, **kw)  # type: ignore[arg-type]
         self.retry_after_hint_s = retry_after_s
+        self.usage: Usage | None = None  # tokens of an answered call that still failed (no image, blocked)
 
     @property
     def rule(self) -> Rule:

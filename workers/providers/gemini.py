@@ -33,6 +33,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
+from shared.jobs.options import JobOptions, Usage
 from shared.models import normalize_model_name
 from workers.providers.base import (
     ContentBlocked,
@@ -224,7 +225,16 @@ def _enum_name(value: object) -> str:
 
 
 def result_from_response(response: types.GenerateContentResponse) -> EditResult:
-    """Images from the first candidate's non-thought inline-data parts, else ContentBlocked / NoImageGenerated."""
+    """Images from the first candidate's non-thought inline-data parts, else ContentBlocked / NoImageGenerated
+    (an answered call is billed: the error carries the response's usage)."""
+    try:
+        return _result_from_response(response)
+    except ProviderError as exc:
+        exc.usage = _usage(response.usage_metadata)
+        raise
+
+
+def _result_from_response(response: types.GenerateContentResponse) -> EditResult:
     feedback = response.prompt_feedback
     block_reason = _enum_name(feedback.block_reason) if feedback is not None else ""
     if block_reason:
@@ -250,15 +260,34 @@ def result_from_response(response: types.GenerateContentResponse) -> EditResult:
     return EditResult(images=images, text=text, usage=_usage(response.usage_metadata))
 
 
-def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> dict[str, int]:
+def _modality_tokens(details: list[types.ModalityTokenCount] | None, modality: str) -> int:
+    return sum(int(d.token_count or 0) for d in details or () if _enum_name(d.modality) == modality)
+
+
+def _usage(meta: types.GenerateContentResponseUsageMetadata | None) -> Usage | None:
+    """usageMetadata as our `Usage` (prompt, image, output and thinking tokens as the API reports them)."""
     if meta is None:
-        return {}
-    counts = {
-        "prompt_token_count": meta.prompt_token_count,
-        "candidates_token_count": meta.candidates_token_count,
-        "total_token_count": meta.total_token_count,
-    }
-    return {name: int(value) for name, value in counts.items() if value is not None}
+        return None
+    return Usage(prompt_tokens=int(meta.prompt_token_count or 0),
+                 prompt_image_tokens=_modality_tokens(meta.prompt_tokens_details, "IMAGE"),
+                 output_tokens=int(meta.candidates_token_count or 0),
+                 output_image_tokens=_modality_tokens(meta.candidates_tokens_details, "IMAGE"),
+                 thinking_tokens=int(meta.thoughts_token_count or 0),
+                 total_tokens=int(meta.total_token_count or 0))
+
+
+def build_config(base: types.GenerateContentConfig, options: JobOptions) -> types.GenerateContentConfig:
+    """The call's config: `base` plus the job's options as the SDK names them (ImageConfig.aspect_ratio,
+    ImageConfig.image_size, ThinkingConfig.thinking_level); unset options are left out, so the model's
+    defaults apply."""
+    update: dict[str, Any] = {}
+    if options.aspect_ratio or options.image_size:
+        update["image_config"] = types.ImageConfig(aspect_ratio=options.aspect_ratio or None,
+                                                   image_size=options.image_size or None)
+    if options.thinking_level:
+        update["thinking_config"] = types.ThinkingConfig(
+            thinking_level=types.ThinkingLevel(options.thinking_level.upper()))
+    return base.model_copy(update=update) if update else base
 
 
 # --- provider -------------------------------------------------------------------------------------------
@@ -296,7 +325,7 @@ class GeminiProvider:
         model = normalize_model_name(request.model or self._model)
         try:
             response = self._client.models.generate_content(
-                model=model, contents=build_contents(request), config=self._config)
+                model=model, contents=build_contents(request), config=build_config(self._config, request.options))
         except Exception as exc:
             # `from None`: the SDK exception's text embeds the whole upstream body, and its response object
             # carries our request headers (the key); a chained cause would travel into logs and results.
