@@ -37,6 +37,7 @@ import requests
 from shared.jobs.model import JobStatus
 from tests.conftest import FIXTURES
 from tests.support.stack import RedisServer, Stack, make_stack
+from tests.support.waiters import hold_waiters
 
 MiB = 1024 * 1024
 
@@ -98,17 +99,6 @@ def _submit(stack: Stack) -> str:
     return str(resp.json()["id"])
 
 
-def _hold(port: int, job_id: str, n: int) -> list[socket.socket]:
-    request = (f"GET /v1/jobs/{job_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nPrefer: wait=60\r\n"
-               "Connection: close\r\n\r\n").encode()
-    socks = []
-    for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall(request)
-        socks.append(s)
-    return socks
-
-
 def _unanswered(socks: list[socket.socket]) -> list[socket.socket]:
     import select
 
@@ -152,7 +142,7 @@ def run(worker_class: str, server: RedisServer, db: int, waiters: int, n_request
         base_job = _latencies(f"{stack.url}/v1/jobs/{job_id}", n_requests)
         base_health = _latencies(f"{stack.url}/healthz", n_requests)
         rss_idle = _rss_tree(web.popen.pid)
-        socks = _hold(stack.port, job_id, waiters)
+        socks = hold_waiters(stack.port, job_id, waiters)
         time.sleep(2.0)
         held = len(_unanswered(socks))
         rss_held = _rss_tree(web.popen.pid)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import resource
 import select
 import socket
 import time
@@ -24,6 +23,7 @@ import requests
 
 from tests.conftest import FIXTURES
 from tests.support.stack import RedisServer, Stack, make_stack
+from tests.support.waiters import hold_waiters, raise_open_files
 
 pytestmark = pytest.mark.e2e
 TERMINAL = {"succeeded", "partially_succeeded", "failed", "canceled"}
@@ -164,24 +164,6 @@ def test_an_unknown_job_has_no_event_stream(stack: Stack) -> None:
     assert resp.status_code == 404 and resp.json()["code"] == "not_found"
 
 
-def _raise_open_files(wanted: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < wanted:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
-
-
-def hold_waiters(port: int, job_id: str, n: int, wait_s: int = 60) -> list[socket.socket]:
-    """n raw HTTP/1.1 clients, each with `GET /v1/jobs/{id}` + `Prefer: wait=...` sent and not yet answered."""
-    request = (f"GET /v1/jobs/{job_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nPrefer: wait={wait_s}\r\n"
-               "Connection: close\r\n\r\n").encode()
-    socks = []
-    for _ in range(n):
-        s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        s.sendall(request)
-        socks.append(s)
-    return socks
-
-
 def answered(socks: list[socket.socket]) -> int:
     """How many of the sockets have something to read (an answer, or a close)."""
     count = 0
@@ -203,7 +185,7 @@ def read_answer(s: socket.socket) -> tuple[int, dict[str, str], dict[str, Any]]:
 
 
 def test_a_thousand_idle_waiters_do_not_starve_ordinary_requests(stack: Stack, tmp_path: Path) -> None:
-    _raise_open_files(WAITERS + 1000)
+    raise_open_files(WAITERS + 1000)
     # Given a queued job and 1,000 clients waiting on it (Prefer: wait=60), all held by one web instance
     job = submit(stack).json()
     socks = hold_waiters(stack.port, job["id"], WAITERS)
