@@ -34,7 +34,7 @@ from api.webhook_url import checked_webhook_url
 from shared.catalogue import check_options, load_catalogue
 from shared.errors import ClientInputError
 from shared.imaging import ImageInfo, inspect_header
-from shared.jobs.model import OPERATIONS
+from shared.jobs.model import OPERATIONS, ParentRef
 from shared.jobs.options import OUTPUT_FORMATS, JobOptions
 from shared.settings import Settings
 
@@ -45,7 +45,7 @@ TEXT_FIELDS = ("instruction", "operation", "image_description", "num_images", "w
 IMAGE_FIELDS = ("image", "images", "image[]")
 # The one list of accepted fields: anything else is refused (422 unknown_field), never silently ignored.
 JSON_FIELDS = (*TEXT_FIELDS, "images")
-MULTIPART_FIELDS = (*TEXT_FIELDS, *IMAGE_FIELDS)
+MULTIPART_FIELDS = (*TEXT_FIELDS, *IMAGE_FIELDS, "from_job")  # from_job: api/references.py
 # NUL and other C0 controls (tab, newline, carriage return allowed), U+FFFD (what invalid UTF-8 decodes to in a
 # multipart field) and lone surrogates (JSON "\ud800", not storable as UTF-8).
 _BAD_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffd\ud800-\udfff]")
@@ -58,6 +58,7 @@ class UploadedImage:
     data: bytes
     info: ImageInfo
     sha256: str
+    parent: ParentRef | None = None  # taken from an earlier job's output (api/references.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,11 @@ class RawImage:
 
     size: int
     read: Callable[[], bytes]
+    ref: ParentRef | None = None  # an earlier output, resolved (not read) by the caller's `Resolver`
+
+
+# Turns a reference to an earlier output into the image it names, or refuses it (422 invalid_reference).
+Resolver = Callable[[ParentRef, int], UploadedImage]
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +94,10 @@ class Submission:
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
-def parse_submission(request: Request, settings: Settings, *, now: float | None = None) -> Submission:
-    """`now` (epoch seconds, from the injected clock) decides which models are retired; None = today (UTC)."""
+def parse_submission(request: Request, settings: Settings, *, now: float | None = None,
+                     resolve: Resolver | None = None) -> Submission:
+    """`now` (epoch seconds, from the injected clock) decides which models are retired; None = today (UTC).
+    `resolve` reads a referenced earlier output (api/references.py); without it references are refused."""
     ctype = (request.mimetype or "").lower()
     if ctype == "application/json":
         fields, raw_images = _from_json(request, settings)
@@ -102,7 +110,7 @@ def parse_submission(request: Request, settings: Settings, *, now: float | None 
                                           "'images': [{'data': base64, 'mime_type': ...}].")
     _refuse_unknown(fields, JSON_FIELDS if ctype == "application/json" else MULTIPART_FIELDS)
     today = dt.datetime.fromtimestamp(now, dt.UTC).date() if now is not None else dt.datetime.now(dt.UTC).date()
-    return _with_options(_validate(fields, raw_images, settings), fields, settings, today)
+    return _with_options(_validate(fields, raw_images, settings, resolve), fields, settings, today)
 
 
 def _refuse_unknown(fields: dict[str, Any], accepted: tuple[str, ...]) -> None:
@@ -164,7 +172,12 @@ def _from_multipart(request: Request, settings: Settings) -> tuple[dict[str, Any
                                    suggestion=f"Send '{key}' once.")
         if values:
             fields[key] = values[0]
-    raw = [RawImage(size=_stream_size(f.stream), read=f.read) for key in IMAGE_FIELDS for f in files.getlist(key)]
+    if "from_job" in files:
+        raise ClientInputError("'from_job' was sent as a file", code="invalid_request",
+                               suggestion="Send from_job as a plain form field: <job_id> or <job_id>:<n>.")
+    # Referenced outputs first (in field order), then the uploaded files (docs/api.md).
+    raw = [RawImage(size=0, read=bytes, ref=parse_from_job(v, i)) for i, v in enumerate(form.getlist("from_job"))]
+    raw += [RawImage(size=_stream_size(f.stream), read=f.read) for key in IMAGE_FIELDS for f in files.getlist(key)]
     return fields, raw
 
 
@@ -185,6 +198,9 @@ def _from_json(request: Request, settings: Settings) -> tuple[dict[str, Any], li
         raise ClientInputError("'images' must be a list", code="invalid_request")
     raw: list[RawImage] = []
     for i, item in enumerate(images):
+        if isinstance(item, dict) and ("job_id" in item or "output" in item):
+            raw.append(RawImage(size=0, read=bytes, ref=parse_json_ref(item, i)))
+            continue
         data = item.get("data") if isinstance(item, dict) else item
         if not isinstance(data, str):
             raise ClientInputError(f"images[{i}].data must be a base64 string", code="invalid_request")
@@ -262,7 +278,8 @@ def _text(fields: dict[str, Any], name: str) -> str:
     return value.strip()
 
 
-def _validate(fields: dict[str, Any], raw_images: list[RawImage], settings: Settings) -> Submission:
+def _validate(fields: dict[str, Any], raw_images: list[RawImage], settings: Settings,
+              resolve: Resolver | None = None) -> Submission:
     instruction = _text(fields, "instruction")
     if not instruction:
         raise ClientInputError("'instruction' is missing or blank", code="missing_instruction")
@@ -288,6 +305,11 @@ def _validate(fields: dict[str, Any], raw_images: list[RawImage], settings: Sett
                                    "bytes", code="image_too_large")
     images = []
     for i, raw in enumerate(raw_images):
+        if raw.ref is not None:
+            if resolve is None:
+                raise ClientInputError(f"image {i} refers to an earlier output", code="invalid_reference")
+            images.append(resolve(raw.ref, i))
+            continue
         data = raw.read()
         try:
             info = inspect_header(data, max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels,
@@ -330,3 +352,38 @@ def _check_counts(operation: str, count: int, max_images: int) -> None:
                                code="too_many_images")
     if count > max_images:
         raise ClientInputError(f"{count} images; the limit is {max_images}", code="too_many_images")
+
+
+_FROM_JOB = re.compile(rf"^(?P<job>[0-9a-f]{{32}})(:(?P<n>[0-{MAX_OUTPUTS - 1}]))?$")
+FROM_JOB_PATTERN = _FROM_JOB.pattern.replace("?P<job>", "").replace("?P<n>", "")  # the same, for OpenAPI
+
+
+def parse_from_job(value: str, index: int) -> ParentRef:
+    """A multipart `from_job` value: `<job_id>` (its output 0) or `<job_id>:<n>` (its output n)."""
+    match = _FROM_JOB.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ClientInputError(f"from_job[{index}]={value[:50]!r} is not <job_id> or <job_id>:<n>",
+                               code="invalid_request",
+                               suggestion="Send from_job as a job id (32 hex characters, its output 0) or "
+                                          f"'<job_id>:<n>' with n from 0 to {MAX_OUTPUTS - 1}.")
+    return ParentRef(job_id=match["job"], output=int(match["n"] or 0))
+
+
+def parse_json_ref(item: dict[str, Any], index: int) -> ParentRef:
+    """A JSON `images` item of the reference shape: exactly {"job_id": "<32 hex>", "output": n}."""
+    suggestion = ("Send each image either as {'data': base64, 'mime_type': ...} or as {'job_id': '<32 hex>', "
+                  f"'output': n}} with n from 0 to {MAX_OUTPUTS - 1}, never both.")
+    extra = sorted(str(k)[:40] for k in item if k not in ("job_id", "output"))
+    if extra:
+        raise ClientInputError(f"images[{index}] mixes a reference with {', '.join(extra[:5])}",
+                               code="invalid_request", suggestion=suggestion)
+    job_id, output = item.get("job_id"), item.get("output")
+    if isinstance(output, float) and output.is_integer():
+        output = int(output)
+    if not isinstance(job_id, str) or _FROM_JOB.fullmatch(job_id) is None or ":" in job_id:
+        raise ClientInputError(f"images[{index}].job_id must be a job id (32 hex characters)",
+                               code="invalid_request", suggestion=suggestion)
+    if not isinstance(output, int) or isinstance(output, bool) or not 0 <= output < MAX_OUTPUTS:
+        raise ClientInputError(f"images[{index}].output must be an integer from 0 to {MAX_OUTPUTS - 1}",
+                               code="invalid_request", suggestion=suggestion)
+    return ParentRef(job_id=job_id, output=output)

@@ -11,8 +11,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from api.auth import caller
+from api.budget import check_budget
 from api.intake import Submission, parse_submission
 from api.keylimits import check_submission_rate, check_waiting_jobs
+from api.references import lineage, resolver
 from api.services import Services, services
 from api.waiting import answer_with_wait
 from monitoring.metrics import JOBS_SUBMITTED
@@ -59,7 +61,7 @@ def submit() -> tuple[Response, int, dict[str, str]]:
     if idem_key is not None and not _IDEMPOTENCY_KEY.match(idem_key):
         raise ClientInputError("Idempotency-Key must be 1..255 visible ASCII characters", code="invalid_request",
                                suggestion="Use a UUID as the Idempotency-Key.")
-    sub = parse_submission(request, svc.settings, now=svc.clock.now())
+    sub = parse_submission(request, svc.settings, now=svc.clock.now(), resolve=resolver(svc, owner))
     job_id = uuid.uuid4().hex
     model = _model(svc, sub)
     if idem_key:
@@ -70,6 +72,8 @@ def submit() -> tuple[Response, int, dict[str, str]]:
     try:
         use_cache = "no-cache" not in request.headers.get("Cache-Control", "").lower()
         check_waiting_jobs(svc)  # 429 too_many_jobs_waiting, only when a new job would be created
+        check_budget(svc, model=model, num_images=sub.num_images, image_size=sub.options.image_size,
+                     input_images=len(sub.images))  # 402 budget_exhausted (api/budget.py)
         job = _create(svc, owner, sub, job_id, use_cache=use_cache)
     except BaseException:
         if idem_key:
@@ -114,7 +118,8 @@ def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cach
               created_at=now, expires_at=now + s.job_ttl_s, deadline_at=now + s.job_deadline_s, inputs=inputs,
               webhook_url=sub.webhook_url, provider=s.provider, model=_model(svc, sub),
               model_requested=sub.model_requested, options=sub.options,
-              request_hash=sub.request_hash(_model(svc, sub)))
+              request_hash=sub.request_hash(_model(svc, sub)),
+              parents=[img.parent for img in sub.images if img.parent is not None])
     try:
         cached = svc.store.cached_result(job.request_hash) if use_cache and s.cache_ttl_s > 0 else None
         if cached is not None and cached.owner != owner:
@@ -157,10 +162,15 @@ def _serve_from_cache(svc: Services, job: Job, cached: Job) -> bool:
 def get_job(job_id: str) -> Response | tuple[Response, int, dict[str, str]]:
     svc = services()
     job = _owned_job(svc, job_id)
-    waited = answer_with_wait(svc, job, lambda j: _view(svc, j), {})
+    owner = caller(svc.settings, request)
+
+    def view(j: Job) -> dict[str, Any]:  # only here: the chain of ancestors (api/references.py)
+        return {**_view(svc, j), "lineage": lineage(svc, j, owner)}
+
+    waited = answer_with_wait(svc, job, view, {})
     if waited is not None:  # `Prefer: wait=N` (api/waiting.py)
         return waited
-    return jsonify(_view(svc, job))
+    return jsonify(view(job))
 
 
 @bp.get("/v1/jobs/<job_id>/outputs/<n>")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.intake import FROM_JOB_PATTERN
 from api.jobs import CURSOR_PATTERN
 from api.openapi_models import attempt_fields, job_fields, model_paths, model_schemas, option_fields
 from api.openapi_ops import _admin_paths, _alert_paths, _metrics_paths
@@ -28,12 +29,16 @@ from api.openapi_parts import (
     _responses,
     with_rate_limit_headers,
 )
+from api.openapi_references import json_image_schema, multipart_counts, parent_schema
 from api.openapi_waiting import with_waiting
 from api.openapi_webhooks import webhook_paths
 from api.version import VERSION
 from shared.errors import all_codes
 from shared.jobs.model import ATTEMPT_SUCCEEDED, OPERATIONS, STAGES, STATUSES, TERMINAL, WebhookState
+from shared.limiter import REASONS as _LIMITER_REASONS
 from shared.settings import Settings
+
+WAIT_REASONS = [r for r in _LIMITER_REASONS if r != "granted"]
 
 
 def _schemas(s: Settings) -> dict[str, Any]:
@@ -69,6 +74,15 @@ def _schemas(s: Settings) -> dict[str, Any]:
         "queue_position": _nullable("integer", minimum=1, description="1-based; null when not waiting."),
         "estimated_wait_s": _nullable("number", minimum=0, description="null when unknown."),
         "stage": {"type": "string", "enum": list(STAGES)},
+        "waiting": {"anyOf": [_obj({
+            "reason": {"type": "string", "enum": [*WAIT_REASONS, "circuit_open"],
+                       "description": "model_hold: the model's per-day quota is used up until `until` (its reset, "
+                                      "midnight Pacific); cooldown: the provider asked the fleet to pause; rpm, "
+                                      "images_per_min, concurrency: our own limits; circuit_open: the provider "
+                                      "is failing."},
+            "until": _nullable("string", format="date-time",
+                               description="When the wait is expected to end (a hint).")}), {"type": "null"}],
+            "description": "Why the job waits; null unless stage is waiting_for_quota."},
         "progress": _obj({"outputs_done": {"type": "integer", "minimum": 0},
                           "outputs_total": {"type": "integer", "minimum": 1}}),
         "attempts": {"type": "array", "items": _ref("Attempt")},
@@ -93,7 +107,14 @@ def _schemas(s: Settings) -> dict[str, Any]:
                                     "last_error": _nullable("string")}), {"type": "null"}],
                     "description": "Delivery state of the job's webhook; null without webhook_url."},
         "links": _obj({"self": {"type": "string"}, "cancel": {"type": "string"}}),
+        "parents": {"type": "array", "items": _ref("ParentRef"),
+                    "description": "Inputs taken from earlier outputs, in input order (empty: all uploaded)."},
+        "lineage": {"type": "array", "items": parent_schema(lineage=True), "maxItems": 20,
+                    "description": "Only on GET /v1/jobs/{job_id}: the ancestors, nearest first, following "
+                                   "each job's first parent; at most 20, and it stops at an ancestor no longer "
+                                   "available (expired)."},
     }, description="A job. New optional fields may be added; ignore unknown ones.")
+    job["required"].remove("lineage")
     error = _obj({"error": {"type": "string", "description": "User-friendly message."},
                   "code": {"type": "string", "enum": all_codes(), "description": "Stable, machine-readable."},
                   "details": {"type": "string", "description": "Technical detail."},
@@ -101,23 +122,29 @@ def _schemas(s: Settings) -> dict[str, Any]:
                   "status_code": {"type": "integer", "minimum": 400, "maximum": 599}},
                  description="Every error from every route, including unknown routes and methods.")
     common = _submission_fields(s)
-    json_image = _obj({"data": {"type": "string", "contentEncoding": "base64", "pattern": _BASE64_PATTERN,
-                                "description": "Standard base64 of the file bytes (a data: URL prefix is "
-                                               "accepted)."},
-                       "mime_type": {"type": "string", "examples": list(_IMAGE_TYPES),
-                                     "description": "Informative; the type is detected from the bytes."}},
-                      required=["data"])
+    json_image = json_image_schema(_obj({
+        "data": {"type": "string", "contentEncoding": "base64", "pattern": _BASE64_PATTERN,
+                 "description": "Standard base64 of the file bytes (a data: URL prefix is accepted)."},
+        "mime_type": {"type": "string", "examples": list(_IMAGE_TYPES),
+                      "description": "Informative; the type is detected from the bytes."}},
+        required=["data"]))
     submission_json = {**_obj({**common, "images": {"type": "array", "items": _ref("JsonImage"), "minItems": 1,
                                                     "maxItems": s.max_images}},
                               required=["instruction", "images"], additionalProperties=False),
                        "allOf": _image_counts("images")}
     binary = {"type": "string", "contentMediaType": "application/octet-stream"}  # OpenAPI 3.1 file part
     submission_form = _obj({**common, "image": {
-        "type": "array", "items": binary, "minItems": 1, "maxItems": s.max_images,
+        "type": "array", "items": binary, "maxItems": s.max_images,
         "description": "Repeat the `image` file field once per image ('images' and 'image[]' are accepted "
-                       "too). style_transfer: content first, then style."}},
-        required=["instruction", "image"], additionalProperties=False)
-    submission_form["allOf"] = _image_counts("image")
+                       "too). style_transfer: content first, then style. Images named by from_job come "
+                       "first, then the uploaded ones."}, "from_job": {
+        "type": "array", "items": {"type": "string", "pattern": FROM_JOB_PATTERN}, "maxItems": s.max_images,
+        "description": "An earlier output of one of your jobs as an input, without re-uploading it: "
+                       "`<job_id>` (its output 0) or `<job_id>:<n>`. Repeatable; these inputs come first, in "
+                       "field order, then the `image` files. 422 invalid_reference when the job is unknown, "
+                       "expired or another key's, or that output did not succeed."}},
+        required=["instruction"], additionalProperties=False)
+    submission_form["allOf"] = multipart_counts(s.max_images)
     readiness = _obj({"status": {"type": "string", "enum": ["ready"]},
                       "checks": {"type": "object", "additionalProperties": {"type": "object"},
                                  "description": "Only with ?detailed=true."}}, required=["status"])
@@ -137,7 +164,7 @@ def _schemas(s: Settings) -> dict[str, Any]:
                                          "next_cursor": _nullable("string", description="Pass as ?cursor= "
                                                                   "for the next page; null on the last.")}),
             "JobError": job_error, "Output": output, "Attempt": attempt, "Error": error,
-            "JsonImage": json_image, "JobSubmissionJson": submission_json,
+            "JsonImage": json_image, "JobSubmissionJson": submission_json, "ParentRef": parent_schema(),
             "JobSubmissionMultipart": submission_form, "Readiness": readiness, "NotReady": not_ready,
             "ApiIndex": api_index, "Health": _obj({"status": {"type": "string", "enum": ["ok"]}}),
             **model_schemas()}
@@ -227,7 +254,9 @@ def _limits_text(s: Settings) -> str:
             f"A job not finished within {s.job_deadline_s} s fails with deadline_exceeded; its results are kept "
             f"{s.job_ttl_s} s. Per API key (auth on; the keys file may set a key's own): "
             f"{s.key_submissions_per_min or 'unlimited'} submissions per minute (429 rate_limited) and "
-            f"{s.key_max_waiting_jobs or 'unlimited'} jobs queued or running at once (429 too_many_jobs_waiting); "
+            f"{s.key_max_waiting_jobs or 'unlimited'} jobs queued or running at once (429 too_many_jobs_waiting), "
+            f"and a monthly budget of {f'{s.key_monthly_budget_usd:g} USD' if s.key_monthly_budget_usd else 'none'} "
+            "of estimated spend (402 budget_exhausted before a job whose estimate would exceed it); "
             "jobs of different keys are scheduled round-robin.")
 
 
@@ -239,7 +268,7 @@ def _job_paths(s: Settings) -> dict[str, Any]:
         _responses({202: _json("Accepted: the job object.", _ref("Job"), "Location"),
                     200: _json("Idempotent replay: the job first created with this Idempotency-Key.", _ref("Job"),
                                "Location", "Idempotent-Replayed")},
-                   400, 401, 413, 415, 422, 429, 500, 503),
+                   400, 401, 402, 413, 415, 422, 429, 500, 503),
         description="Validates the request and every image, stores the inputs, writes the job and queues "
                     "it. Poll GET /v1/jobs/{job_id} until a terminal status, then download the outputs. "
                     + _limits_text(s),

@@ -18,13 +18,15 @@ _OUTPUT_TYPES = ("image/png", "image/jpeg", "image/webp")
 _ERROR_TEXT = {
     400: "Invalid request (code invalid_request, missing_instruction, too_many_images, not_enough_images).",
     401: "Auth is on and no valid API key was presented (code unauthorized).",
+    402: "The job's estimated cost would take the key over its monthly budget (code budget_exhausted).",
     403: "A key was presented but may not use this route, e.g. not the admin token (code forbidden).",
     404: "Unknown job (or another key's job) or unknown output index (code not_found).",
     409: "Conflicts with the job's state (code conflict).",
     410: "The job expired and its data was deleted (code gone).",
     413: "Body or an image is over the byte limit (code payload_too_large or image_too_large).",
     415: "Not multipart/form-data or JSON, or an image format we do not accept (code unsupported_media_type).",
-    422: "An image is corrupt or has too many pixels (image_corrupt, image_too_many_pixels), the webhook_url "
+    422: "An image is corrupt or has too many pixels (image_corrupt, image_too_many_pixels), an input refers to "
+         "an earlier output that cannot be used (invalid_reference), the webhook_url "
          "may not be called (invalid_webhook_url), or the Idempotency-Key was used for a different request "
          "(idempotency_key_reused).",
     429: "The key's submissions per minute are spent (code rate_limited) or too many of its jobs are queued or "

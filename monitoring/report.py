@@ -3,7 +3,8 @@
 Over 5-minute and 1-hour windows: p50/p95/p99 of job latency and provider latency (null below
 NANOEDIT_REPORT_MIN_SAMPLES samples), throughput, error rate, timeout rate and retry-success rate, errors by
 code; plus, right now: queue depth, oldest queued age and live workers per queue, the circuit breaker and the
-fleet limiter, and beat's heartbeat. Owns the report's keys (`ReportKeys`, the only place they are spelled):
+fleet limiter, beat's heartbeat and the estimated provider cost over the last hour by model
+(`cost_usd_per_hour`). Owns the report's keys (`ReportKeys`, the only place they are spelled):
 `{prefix}:report:latest` (JSON), `{prefix}:report:history` (sorted set by time, 24 h),
 `{prefix}:report:daily:{YYYY-MM-DD}` (the daily summary, kept 8 days) and `{prefix}:report:lock` (one report
 per period, `HealthReporter.try_lock`).
@@ -21,6 +22,7 @@ import redis
 
 from monitoring.outcomes import OutcomeRecorder, WindowStats
 from monitoring.sketch import Histogram
+from monitoring.spend import SpendRecorder
 from shared.circuit import CircuitBreaker
 from shared.clock import Clock, rfc3339
 from shared.jobs.store import JobStore
@@ -139,6 +141,8 @@ class HealthReporter:
             "limiter": {k: v for k, v in self.limiter.state().items() if k != "leases"},
             "beat": {"heartbeat_age_s": round(beat_age, 1) if beat_age is not None else None},
             "models": self._models(),
+            # Estimated provider spend over the last hour (catalogue prices), by model (monitoring/spend.py).
+            "cost_usd_per_hour": SpendRecorder(self.r, self.prefix, self.clock).last_hour(),
         }
 
     def _models(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from monitoring.hooks import install_terminal_hook
 from monitoring.outcomes import OutcomeRecorder
 from shared.apikeys import KeyRing
 from shared.blobs import BlobStore, FilesystemBlobStore
-from shared.catalogue import check_configured
+from shared.catalogue import check_configured, load_catalogue, model_limits
 from shared.circuit import CircuitBreaker
 from shared.clock import Clock, SystemClock
 from shared.fairqueue import FairQueue
@@ -71,7 +71,8 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, redis_conn:
         settings=settings, clock=clock, redis=r, store=store,
         blobs=blobs if blobs is not None else FilesystemBlobStore(settings.blob_dir),
         enqueuer=enq,
-        limiter=FleetLimiter(r, settings.redis_prefix, settings.limit_config()),
+        limiter=FleetLimiter(r, settings.redis_prefix, settings.limit_config(),
+                             model_limits=model_limits(load_catalogue(settings.models_file))),
         breaker=CircuitBreaker(r, settings.redis_prefix, settings.circuit_config(), clock),
         recorder=recorder,
         keyring=KeyRing.from_settings(settings),

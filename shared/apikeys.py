@@ -6,7 +6,8 @@ Two sources, used together:
 - `NANOEDIT_API_KEYS_FILE`: a TOML file of `[[keys]]` tables, each with `name`, `key_hash` (never the key
   itself; `nanoedit hash-key` prints it), an optional `webhook_secret` (its own Standard Webhooks secret, so a
   receiver verifies with its key's secret only) and optional limits (`submissions_per_minute`,
-  `max_waiting_jobs`). A file that cannot be read or has a bad entry stops start-up with a `ConfigError`.
+  `max_waiting_jobs`, `monthly_budget_usd`). A file that cannot be read or has a bad entry stops start-up with a
+  `ConfigError`.
 
 Keys are stored and compared as keyed hashes: HMAC-SHA256 with a server secret (`NANOEDIT_KEY_HASH_SECRET`,
 or, when unset, a random secret created once in `NANOEDIT_DATA_DIR/secrets/` — set it explicitly when web
@@ -41,6 +42,7 @@ class KeyLimits:
 
     submissions_per_minute: int | None = None
     max_waiting_jobs: int | None = None
+    monthly_budget_usd: float | None = None  # estimated spend per calendar month (UTC); 0 = no budget
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +141,8 @@ def load_keys_file(path: Path) -> list[ApiKey]:
         where = f"{path}: keys[{i}]"
         if not isinstance(e, dict):
             raise KeysFileError(f"{where} is not a table")
-        unknown = set(e) - {"name", "key_hash", "webhook_secret", "submissions_per_minute", "max_waiting_jobs"}
+        unknown = set(e) - {"name", "key_hash", "webhook_secret", "submissions_per_minute", "max_waiting_jobs",
+                            "monthly_budget_usd"}
         if unknown:
             raise KeysFileError(f"{where}: unknown field(s) {sorted(unknown)}")
         name, key_hash = e.get("name"), e.get("key_hash")
@@ -157,7 +160,8 @@ def load_keys_file(path: Path) -> list[ApiKey]:
             except ConfigError as exc:
                 raise KeysFileError(f"{where} ({name}): {exc}") from None
         limits = KeyLimits(submissions_per_minute=_limit(e, "submissions_per_minute", where),
-                           max_waiting_jobs=_limit(e, "max_waiting_jobs", where))
+                           max_waiting_jobs=_limit(e, "max_waiting_jobs", where),
+                           monthly_budget_usd=_budget(e, "monthly_budget_usd", where))
         out.append(ApiKey(name=name.strip(), key_hash=key_hash.lower(), webhook_secret=secret, limits=limits))
     return out
 
@@ -166,6 +170,15 @@ def _is_hash(value: str) -> bool:
     digest = value.lower().removeprefix(HASH_PREFIX)
     return value.lower().startswith(HASH_PREFIX) and len(digest) == 64 and all(c in "0123456789abcdef"
                                                                                 for c in digest)
+
+
+def _budget(entry: dict[str, object], name: str, where: str) -> float | None:
+    value = entry.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0 or value == float("inf"):
+        raise KeysFileError(f"{where}: '{name}' must be a number of US dollars ≥ 0 (0 = no budget)")
+    return float(value)
 
 
 def _limit(entry: dict[str, object], name: str, where: str) -> int | None:

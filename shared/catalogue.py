@@ -18,6 +18,7 @@ from typing import Any
 
 from shared.errors import ClientInputError, ConfigError
 from shared.jobs.options import JobOptions, Usage
+from shared.limiter import ModelLimits
 from shared.models import normalize_model_name
 
 PACKAGED_SOURCE = "built-in shared/models.toml"
@@ -56,6 +57,7 @@ class ModelSpec:
     price: Price = field(default_factory=Price)
     shutdown_on: dt.date | None = None
     replacement: str = ""
+    limits: ModelLimits = field(default_factory=ModelLimits)  # its own caps besides the fleet's (0 = none)
 
     def retired(self, today: dt.date) -> bool:
         return self.shutdown_on is not None and self.shutdown_on <= today
@@ -180,6 +182,23 @@ def parse_catalogue(data: Mapping[str, Any], source: str = PACKAGED_SOURCE) -> C
     return Catalogue(default=default, models=models, source=source)
 
 
+def _limits(raw: Any) -> ModelLimits:
+    """`[models.<id>.limits]`: the model's own concurrency, rpm, images_per_min (whole numbers ≥ 0; 0 = none)."""
+    if raw is None:
+        return ModelLimits()
+    if not isinstance(raw, dict):
+        raise ValueError("limits must be a table")
+    unknown = set(raw) - {"concurrency", "rpm", "images_per_min"}
+    if unknown:
+        raise ValueError(f"unknown limit(s) {sorted(unknown)}: use concurrency, rpm, images_per_min")
+    return ModelLimits(**raw)
+
+
+def model_limits(catalogue: Catalogue) -> dict[str, ModelLimits]:
+    """Each model's own limits for the fleet limiter (only the models that set some)."""
+    return {m: spec.limits for m, spec in catalogue.models.items() if spec.limits.any}
+
+
 def _spec(model_id: str, raw: Any, source: str) -> ModelSpec:
     if not isinstance(raw, dict):
         raise CatalogueError(f"{source}: models.{model_id} must be a table")
@@ -202,6 +221,7 @@ def _spec(model_id: str, raw: Any, source: str) -> ModelSpec:
                         source=str(price.get("source", "")), as_of=str(price.get("as_of", ""))),
             shutdown_on=shutdown if isinstance(shutdown, dt.date) else None,
             replacement=normalize_model_name(str(raw.get("replacement") or "")),
+            limits=_limits(raw.get("limits")),
         )
     except (TypeError, ValueError, AttributeError) as exc:
         raise CatalogueError(f"{source}: models.{model_id}: {exc}") from None

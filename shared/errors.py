@@ -71,11 +71,18 @@ _SPECS: dict[str, ErrorSpec] = {
         ErrorSpec("too_many_jobs_waiting", 429, "Too many of your jobs are waiting.",
                   "Wait for some of your jobs to finish (poll them, or retry after Retry-After seconds), or cancel "
                   "jobs you no longer need, then submit again.", retry_after_s=5),
+        ErrorSpec("budget_exhausted", 402, "This key's monthly budget would be exceeded.",
+                  "Wait for the next month (UTC), ask the operator to raise the key's monthly_budget_usd, or submit "
+                  "a cheaper job (fewer images, a smaller image_size or a cheaper model; see GET /v1/usage and "
+                  "GET /v1/models)."),
         ErrorSpec("invalid_webhook_url", 422, "This webhook_url cannot be called.",
                   "Use an http(s) URL on port 80 or 443 whose host resolves only to public internet addresses "
                   "(no user:password@); operators allow internal receivers with NANOEDIT_WEBHOOK_ALLOW_HOSTS."),
         ErrorSpec("unknown_field", 422, "The request has a field this API does not accept.",
                   "Send only the documented fields (listed in this error's suggestion and GET /openapi.json)."),
+        ErrorSpec("invalid_reference", 422, "An input refers to an earlier output that cannot be used.",
+                  "Refer to a succeeded output of one of your own jobs that has not expired "
+                  "(GET /v1/jobs/{id} lists its outputs), or upload the image instead."),
         ErrorSpec("invalid_option", 422, "This option is not accepted by the chosen model.",
                   "Use a value GET /v1/models lists for the model (model, aspect_ratio, image_size, "
                   "thinking_level)."),

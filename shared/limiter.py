@@ -17,6 +17,11 @@ Key layout (all under f"{prefix}:limiter"; times are epoch seconds of Redis `TIM
     {prefix}:limiter:tat:requests STRING theoretical arrival time of the next request (GCRA), PX-expiring
     {prefix}:limiter:tat:images   STRING theoretical arrival time of the next image (GCRA), PX-expiring
     {prefix}:limiter:cooldown     STRING end of the fleet cooldown, PX-expiring
+    {prefix}:limiter:hold:{model} STRING end of one model's hold (its per-day quota is spent), PX-expiring;
+                                        only calls to that model wait (docs/providers.md#429-kinds)
+    {prefix}:limiter:model:{model}:leases / :tat:requests / :tat:images
+                                        a model's own caps (catalogue `[models.<id>.limits]`), checked in the
+                                        same script as the fleet's; only for models that have such limits
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import dataclasses
 import logging
 import math
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +41,9 @@ from shared.clock import Clock
 log = logging.getLogger("nanoedit.limiter")
 
 GRANTED = "granted"
-REASONS = (GRANTED, "concurrency", "rpm", "images_per_min", "cooldown")
+REASONS = (GRANTED, "concurrency", "rpm", "images_per_min", "cooldown", "model_hold", "model_concurrency",
+           "model_rpm", "model_images_per_min")
+_POLLED = ("concurrency", "model_concurrency")  # refusals that end when a lease is released: poll, don't sleep
 
 # field -> (minimum, integral). Python (`_parse_override`) and Lua (`num` below) apply the same rule to a stored
 # override, so a hand-edited bad value falls back to the default in both places instead of disagreeing.
@@ -66,8 +74,10 @@ local images_per_min = num(raw[3], tonumber(ARGV[3]), 0, true)
 local lease_s = num(raw[4], tonumber(ARGV[4]), 0.001, false)
 """
 
-# KEYS: 1 leases, 2 config, 3 tat:requests, 4 tat:images, 5 cooldown.
-# ARGV: 1-4 defaults, 5 holder, 6 images, 7 poll cap (s) for a concurrency refusal.
+# KEYS: 1 leases, 2 config, 3 tat:requests, 4 tat:images, 5 cooldown, 6 hold of the call's model,
+#       7 the model's leases, 8 the model's tat:requests, 9 the model's tat:images.
+# ARGV: 1-4 defaults, 5 holder, 6 images, 7 poll cap (s) for a concurrency refusal,
+#       8-10 the model's own concurrency, rpm, images_per_min (0 = no per-model cap), checked besides the fleet's.
 # Returns {granted 0|1, reason, wait_s as a string} (Lua numbers would be truncated to integers on the way out).
 #
 # GCRA with zero burst tolerance: a dimension admits only when its TAT <= now, and an admission moves the TAT to
@@ -79,17 +89,24 @@ _ACQUIRE = _PRELUDE + """
 local holder = ARGV[5]
 local images = tonumber(ARGV[6])
 local poll_cap = tonumber(ARGV[7])
+local m_concurrency = tonumber(ARGV[8]) or 0
+local m_rpm = tonumber(ARGV[9]) or 0
+local m_images_per_min = tonumber(ARGV[10]) or 0
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt(now))
+if m_concurrency > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', fmt(now)) end
 
 -- Idempotent: a holder with a live lease was admitted already; renew it, charge nothing (even in a cooldown
 -- that started since: callers release before retrying after a 429).
 if redis.call('ZSCORE', KEYS[1], holder) then
   redis.call('ZADD', KEYS[1], fmt(now + lease_s), holder)
+  if m_concurrency > 0 then redis.call('ZADD', KEYS[7], fmt(now + lease_s), holder) end
   return {1, 'granted', '0'}
 end
 
 local cooldown_end = tonumber(redis.call('GET', KEYS[5]) or '0') or 0
 if cooldown_end > now then return {0, 'cooldown', fmt(cooldown_end - now)} end
+local hold_end = tonumber(redis.call('GET', KEYS[6]) or '0') or 0
+if hold_end > now then return {0, 'model_hold', fmt(hold_end - now)} end
 
 -- Check every dimension before mutating anything; report the one that binds longest.
 local reason, wait = nil, -1
@@ -112,6 +129,18 @@ if images_per_min > 0 then
   tat_images = tonumber(redis.call('GET', KEYS[4]) or '0') or 0
   if tat_images > now then refuse('images_per_min', tat_images - now) end
 end
+if m_concurrency > 0 and redis.call('ZCARD', KEYS[7]) >= m_concurrency then
+  local first = redis.call('ZRANGE', KEYS[7], 0, 0, 'WITHSCORES')
+  refuse('model_concurrency', math.min(tonumber(first[2]) - now, poll_cap))
+end
+if m_rpm > 0 then
+  local tat = tonumber(redis.call('GET', KEYS[8]) or '0') or 0
+  if tat > now then refuse('model_rpm', tat - now) end
+end
+if m_images_per_min > 0 then
+  local tat = tonumber(redis.call('GET', KEYS[9]) or '0') or 0
+  if tat > now then refuse('model_images_per_min', tat - now) end
+end
 if reason then return {0, reason, fmt(math.max(wait, 0.001))} end
 
 if rpm > 0 then
@@ -122,6 +151,15 @@ if images_per_min > 0 then
   local tat = now + images * 60 / images_per_min
   redis.call('SET', KEYS[4], fmt(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
 end
+if m_rpm > 0 then
+  local tat = now + 60 / m_rpm
+  redis.call('SET', KEYS[8], fmt(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
+end
+if m_images_per_min > 0 then
+  local tat = now + images * 60 / m_images_per_min
+  redis.call('SET', KEYS[9], fmt(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
+end
+if m_concurrency > 0 then redis.call('ZADD', KEYS[7], fmt(now + lease_s), holder) end
 redis.call('ZADD', KEYS[1], fmt(now + lease_s), holder)
 return {1, 'granted', '0'}
 """
@@ -186,6 +224,26 @@ class LimitConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelLimits:
+    """One model's own caps, enforced besides the fleet-wide ones (0 = no cap); from the catalogue's
+    `[models.<id>.limits]` (shared/models.toml)."""
+
+    concurrency: int = 0
+    rpm: int = 0
+    images_per_min: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "rpm", "images_per_min"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"model limit {name}={value!r} must be a whole number >= 0")
+
+    @property
+    def any(self) -> bool:
+        return bool(self.concurrency or self.rpm or self.images_per_min)
+
+
+@dataclass(frozen=True, slots=True)
 class Acquire:
     granted: bool
     wait_s: float  # how long until a retry could succeed; 0 when granted
@@ -205,9 +263,10 @@ class FleetLimiter:
     """Fleet-wide provider admission. `defaults` come from the environment; Redis overrides win."""
 
     def __init__(self, r: redis.Redis, prefix: str, defaults: LimitConfig, *,
-                 concurrency_poll_s: float = 1.0) -> None:
+                 concurrency_poll_s: float = 1.0, model_limits: Mapping[str, ModelLimits] | None = None) -> None:
         self.r = r
         self.defaults = defaults
+        self.model_limits = {m: lim for m, lim in (model_limits or {}).items() if lim.any}
         self.concurrency_poll_s = concurrency_poll_s
         base = f"{prefix}:limiter"
         self.leases_key = f"{base}:leases"
@@ -215,6 +274,8 @@ class FleetLimiter:
         self.tat_requests_key = f"{base}:tat:requests"
         self.tat_images_key = f"{base}:tat:images"
         self.cooldown_key = f"{base}:cooldown"
+        self.hold_prefix = f"{base}:hold:"
+        self.model_prefix = f"{base}:model:"  # {model}:leases, {model}:tat:requests, {model}:tat:images
         self._acquire = r.register_script(_ACQUIRE)
         self._renew = r.register_script(_RENEW)
         self._cooldown = r.register_script(_COOLDOWN)
@@ -263,17 +324,28 @@ class FleetLimiter:
         self.r.delete(self.config_key)
 
     # -- admission ----------------------------------------------------------------------------------
-    def try_acquire(self, holder: str, images: int = 1) -> Acquire:
-        """One atomic admission attempt; on grant, `holder` owns a lease until release or expiry."""
+    def _hold_key(self, model: str) -> str:
+        return self.hold_prefix + (model or "-")
+
+    def _model_keys(self, model: str) -> list[str]:
+        base = self.model_prefix + (model or "-")
+        return [f"{base}:leases", f"{base}:tat:requests", f"{base}:tat:images"]
+
+    def try_acquire(self, holder: str, images: int = 1, *, model: str = "") -> Acquire:
+        """One atomic admission attempt; on grant, `holder` owns a lease until release or expiry. A call to a
+        `model` under a hold is refused with reason "model_hold" (other models are unaffected)."""
         if images < 1:
             raise ValueError(f"images={images} must be >= 1")
+        lim = self.model_limits.get(model, ModelLimits())
         granted, reason, wait = self._acquire(
-            keys=[self.leases_key, self.config_key, self.tat_requests_key, self.tat_images_key, self.cooldown_key],
-            args=[*self._default_args(), holder, images, repr(float(self.concurrency_poll_s))])
+            keys=[self.leases_key, self.config_key, self.tat_requests_key, self.tat_images_key, self.cooldown_key,
+                  self._hold_key(model), *self._model_keys(model)],
+            args=[*self._default_args(), holder, images, repr(float(self.concurrency_poll_s)),
+                  lim.concurrency, lim.rpm, lim.images_per_min])
         return Acquire(granted=int(granted) == 1, wait_s=float(_text(wait)), reason=_text(reason))
 
     def acquire_blocking(self, holder: str, images: int = 1, *, max_wait_s: float,
-                         clock: Clock, rng: random.Random | None = None) -> Acquire:
+                         clock: Clock, rng: random.Random | None = None, model: str = "") -> Acquire:
         """Poll `try_acquire` for up to `max_wait_s`; returns the last answer (granted or not).
 
         For short waits only: a refusal whose wait outlasts the remaining budget (rpm, images, cooldown) returns
@@ -283,19 +355,23 @@ class FleetLimiter:
         rng = rng or random.Random()
         deadline = clock.now() + max_wait_s
         while True:
-            result = self.try_acquire(holder, images)
+            result = self.try_acquire(holder, images, model=model)
             if result.granted:
                 return result
             remaining = deadline - clock.now()
-            if remaining <= 0 or (result.reason != "concurrency" and result.wait_s > remaining):
+            if remaining <= 0 or (result.reason not in _POLLED and result.wait_s > remaining):
                 return result
             clock.sleep(min(result.wait_s * (1 + 0.1 * rng.random()), remaining))
 
-    def release(self, holder: str) -> None:
+    def release(self, holder: str, *, model: str = "") -> None:
         self.r.zrem(self.leases_key, holder)
+        if model in self.model_limits:
+            self.r.zrem(self._model_keys(model)[0], holder)
 
-    def renew(self, holder: str) -> bool:
+    def renew(self, holder: str, *, model: str = "") -> bool:
         """Extend `holder`'s lease by lease_s from now; False if it had already expired (slot may be reused)."""
+        if model in self.model_limits:
+            self._renew(keys=[self._model_keys(model)[0], self.config_key], args=[*self._default_args(), holder])
         return int(self._renew(keys=[self.leases_key, self.config_key],
                                args=[*self._default_args(), holder])) == 1
 
@@ -316,6 +392,32 @@ class FleetLimiter:
     def cooldown_remaining_s(self) -> float:
         snap = self._snapshot()
         return max(0.0, snap.cooldown_end - snap.now)
+
+    def _model_in_flight(self, model: str, now: float) -> int:
+        return int(self.r.zcount(self._model_keys(model)[0], f"({now!r}", "+inf"))
+
+    def hold_model(self, model: str, seconds: float) -> float:
+        """Refuse calls to `model` for `seconds` (never shortens a longer hold); returns the hold remaining."""
+        if not math.isfinite(seconds) or seconds <= 0:
+            return 0.0
+        return float(_text(self._cooldown(keys=[self._hold_key(model)], args=[repr(float(seconds))])))
+
+    def hold_remaining_s(self, model: str) -> float:
+        """Seconds until calls to `model` are admitted again as far as its hold goes (0: not held)."""
+        return self.holds().get(model or "-", 0.0)
+
+    def holds(self) -> dict[str, float]:
+        """Every model under a hold → seconds remaining (Redis time)."""
+        keys = sorted(_text(k) for k in self.r.scan_iter(match=self.hold_prefix + "*", count=100))
+        if not keys:
+            return {}
+        now = self._snapshot().now
+        out: dict[str, float] = {}
+        for key, raw in zip(keys, self.r.mget(keys), strict=True):
+            remaining = _float(_text(raw)) - now if raw is not None else 0.0
+            if remaining > 0:
+                out[key[len(self.hold_prefix):]] = round(remaining, 3)
+        return out
 
     # -- reporting ----------------------------------------------------------------------------------
     def _snapshot(self) -> _Snapshot:
@@ -343,6 +445,11 @@ class FleetLimiter:
             "leases": [{"holder": h, "expires_in_s": round(exp - snap.now, 3)}
                        for h, exp in sorted(snap.leases.items(), key=lambda kv: kv[1])],
             "cooldown_remaining_s": round(cooldown_s, 3),
+            # Models whose per-day quota is spent → seconds until their reset (docs/providers.md#429-kinds).
+            "model_holds": self.holds(),
+            # Per-model caps (catalogue `[models.<id>.limits]`) and each such model's calls in flight.
+            "model_limits": {m: {**dataclasses.asdict(lim), "in_flight": self._model_in_flight(m, snap.now)}
+                             for m, lim in sorted(self.model_limits.items())},
             "next_request_in_s": round(request_s, 3),
             "next_image_in_s": round(image_s, 3),
             # When a request could next be admitted if a slot is free (epoch seconds, Redis time).

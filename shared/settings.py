@@ -162,6 +162,7 @@ class Settings:
     key_hash_secret: str = field(default="", repr=False)  # HMAC secret for key hashes ("" = one in data_dir)
     key_submissions_per_min: int = 120  # per-key default; a key in the keys file may override it (0 = no limit)
     key_max_waiting_jobs: int = 1000  # per-key default of jobs accepted and not yet finished (0 = no limit)
+    key_monthly_budget_usd: float = 0.0  # per-key default estimated spend per UTC month (0 = no budget)
     # Messages kept ready in each Celery job queue; the rest wait in per-key fair lines (shared/fairqueue.py).
     fair_queue_depth: int = 8
     admin_token: str = field(default="", repr=False)
@@ -321,6 +322,7 @@ class Settings:
             key_hash_secret=env.get("NANOEDIT_KEY_HASH_SECRET", "").strip(),
             key_submissions_per_min=_int(env, "NANOEDIT_KEY_SUBMISSIONS_PER_MIN", 120, 0),
             key_max_waiting_jobs=_int(env, "NANOEDIT_KEY_MAX_WAITING_JOBS", 1000, 0),
+            key_monthly_budget_usd=_float(env, "NANOEDIT_KEY_MONTHLY_BUDGET_USD", 0.0, 0.0),
             fair_queue_depth=_int(env, "NANOEDIT_FAIR_QUEUE_DEPTH", 8, 1),
             admin_token=env.get("NANOEDIT_ADMIN_TOKEN", "").strip(),
             job_ttl_s=_int(env, "NANOEDIT_JOB_TTL_S", 24 * 3600, 1),

@@ -15,6 +15,7 @@ import random
 from dataclasses import dataclass
 
 from monitoring import metrics
+from monitoring.spend import SpendRecorder
 from shared.blobs import input_key, output_key, prepared_key
 from shared.catalogue import estimate_cost_usd, load_catalogue
 from shared.clock import rfc3339
@@ -23,6 +24,7 @@ from shared.jobs.model import (
     ATTEMPT_SUCCEEDED,
     Attempt,
     Job,
+    JobError,
     JobStage,
     JobStatus,
     OutputResult,
@@ -31,6 +33,7 @@ from shared.jobs.model import (
 )
 from shared.jobs.options import Usage
 from shared.queueing import GENERATE_QUEUE, PREPROCESS_QUEUE
+from shared.quota_reset import seconds_until_pacific_midnight
 from shared.usage_ledger import UsageLedger
 from workers.context import WorkerContext
 from workers.output_bounds import bound_output
@@ -128,30 +131,39 @@ def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int, wait
     _ = ctx.provider
     gate = ctx.breaker.allow()
     if not gate.allowed:  # the provider is failing: wait without burning a retry, until the deadline
-        store.set_stage(job_id, JobStage.WAITING_FOR_QUOTA)
+        store.set_waiting(job_id, "circuit_open", ctx.clock.now() + gate.retry_in_s)
         return _wait(ctx, job, attempt, wait, gate.retry_in_s, "circuit_open")
     holder = f"{job_id}:{index}"
     asked_at = ctx.clock.now()
-    granted = ctx.limiter.acquire_blocking(holder, 1, max_wait_s=0.0, clock=ctx.clock)
+    granted = ctx.limiter.acquire_blocking(holder, 1, max_wait_s=0.0, clock=ctx.clock, model=job.model)
     if not granted.granted:
-        store.set_stage(job_id, JobStage.WAITING_FOR_QUOTA)
+        store.set_waiting(job_id, granted.reason, ctx.clock.now() + granted.wait_s)
         granted = ctx.limiter.acquire_blocking(holder, 1, max_wait_s=ctx.settings.quota_wait_s,
-                                               clock=ctx.clock)
+                                               clock=ctx.clock, model=job.model)
     metrics.LIMITER_WAIT.labels("granted" if granted.granted else "requeued").observe(ctx.clock.now() - asked_at)
     if not granted.granted:
-        if granted.reason == "cooldown" and ctx.clock.now() + granted.wait_s >= job.deadline_at:
+        if granted.reason in ("cooldown", "model_hold") and ctx.clock.now() + granted.wait_s >= job.deadline_at:
             # The provider said our quota is gone for longer than this job may wait (e.g. a per-day quota):
             # say so now instead of parking the job until it fails with deadline_exceeded.
-            return _resolve(ctx, job, index, OutputResult.failed(job_error(
-                "upstream_rate_limited", f"provider quota exhausted for another {granted.wait_s:.0f} s, "
-                "beyond this job's deadline")))
+            return _resolve(ctx, job, index, OutputResult.failed(_quota_error(ctx, job, granted.reason,
+                                                                              granted.wait_s)))
         return _wait(ctx, job, attempt, wait, granted.wait_s, granted.reason)
     try:
         if store.cancel_requested(job_id):  # canceled while we waited: no provider call
             return _resolve(ctx, job, index, OutputResult.canceled())
         return _call_provider(ctx, job, index, attempt, gate.probe)
     finally:
-        ctx.limiter.release(holder)
+        ctx.limiter.release(holder, model=job.model)
+
+
+def _quota_error(ctx: WorkerContext, job: Job, reason: str, wait_s: float) -> JobError:
+    """upstream_rate_limited for a quota that outlasts the job's deadline, saying which one and until when."""
+    if reason == "model_hold":
+        resets_at = rfc3339(round(ctx.clock.now() + wait_s))  # a midnight: whole seconds (hides clock skew)
+        return job_error("upstream_rate_limited", f"the per-day quota of model {job.model} is used up until it "
+                         f"resets at {resets_at} (midnight Pacific), beyond this job's deadline")
+    return job_error("upstream_rate_limited", f"provider quota exhausted for another {wait_s:.0f} s, "
+                     "beyond this job's deadline")
 
 
 def _wait(ctx: WorkerContext, job: Job, attempt: int, wait: int, wait_s: float, reason: str) -> RetryLater:
@@ -184,6 +196,12 @@ def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe
             ctx.breaker.record_failure(probe=probe)
         elif not rule.fleet_cooldown:  # a definite answer (4xx, safety): the provider itself is up
             ctx.breaker.record_success(probe=probe)
+        if rule.model_hold:  # a per-day quota: only this model's calls wait, until midnight Pacific
+            metrics.PROVIDER_RATE_LIMITED.labels(exc.outcome).inc()
+            hold_s = ctx.limiter.hold_model(job.model, seconds_until_pacific_midnight(ctx.clock.now()))
+            if hold_s and ctx.clock.now() + hold_s < job.deadline_at:  # the job may outlive the hold: wait
+                store.set_waiting(job_id, "model_hold", round(ctx.clock.now() + hold_s))
+                return _wait(ctx, job, attempt + 1, 0, hold_s, "model_hold")  # the call after the reset: n+1
         return _after_failure(ctx, job, index, attempt, exc)
     duration_ms = round((ctx.clock.now() - started) * 1000)
     ctx.breaker.record_success(probe=probe)
@@ -261,6 +279,10 @@ def _cost(ctx: WorkerContext, job: Job, usage: Usage | None, images: int) -> flo
             metrics.PROVIDER_TOKENS.labels(job.model, kind).inc(tokens)
     if cost:
         metrics.PROVIDER_COST_USD.labels(job.model).inc(cost)
+        try:  # the health report's cost per hour (monitoring/spend.py); best effort
+            SpendRecorder(ctx.redis, ctx.settings.redis_prefix, ctx.clock).record(job.model, cost)
+        except Exception:
+            log.warning("spend counters not updated", extra={"job_id": job.id}, exc_info=True)
     return cost
 
 

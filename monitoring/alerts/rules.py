@@ -34,7 +34,8 @@ SEVERITIES = ("low", "medium", "high", "critical")  # ascending: escalation mean
 DEFAULT_COOLDOWNS_S: Mapping[str, float] = {"critical": 300.0, "high": 900.0, "medium": 3600.0, "low": 14400.0}
 DEFAULT_GROUP_INTERVAL_S = 300.0
 ON_NULL = ("insufficient", "ok", "alert")
-REPORT_ROOTS = ("windows", "queues", "circuit", "limiter", "beat", "models", "interval_s", "min_samples")
+REPORT_ROOTS = ("windows", "queues", "circuit", "limiter", "beat", "models", "cost_usd_per_hour", "interval_s",
+                "min_samples")
 WINDOWS = ("5m", "1h")
 DEFAULTS_SOURCE = "built-in default_rules.toml"
 

@@ -273,6 +273,21 @@ class InputMeta:
 
 
 @dataclass(frozen=True, slots=True)
+class ParentRef:
+    """An input taken from an earlier job's output (an edit of a previous result): the job's lineage."""
+
+    job_id: str
+    output: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job_id": self.job_id, "output": self.output}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ParentRef:
+        return cls(job_id=str(d["job_id"]), output=int(d["output"]))
+
+
+@dataclass(frozen=True, slots=True)
 class PreparedInput:
     """An input after preprocessing (oriented, sRGB, bounded), as sent to the provider."""
 
@@ -327,6 +342,9 @@ class Job:
     outputs: dict[int, OutputResult] = field(default_factory=dict)
     attempts: list[Attempt] = field(default_factory=list)
     webhook_delivery: WebhookDelivery | None = None
+    parents: list[ParentRef] = field(default_factory=list)  # inputs taken from earlier outputs, in input order
+    waiting_reason: str = ""  # why stage waiting_for_quota (a limiter refusal reason or circuit_open); store-set
+    waiting_until: float | None = None  # when that wait is expected to end (e.g. a per-day quota's reset)
 
     def __post_init__(self) -> None:
         self.status = JobStatus(self.status)  # callers may pass the plain string
@@ -357,6 +375,7 @@ class Job:
             "request_hash": self.request_hash, "billed_calls": str(self.billed_calls),
             "cached_from": self.cached_from,
             "cancel_requested": "1" if self.cancel_requested else "0",
+            "parents": json.dumps([p.to_dict() for p in self.parents]),
         }
 
     @classmethod
@@ -390,4 +409,6 @@ class Job:
             outputs={int(k): OutputResult.from_dict(json.loads(v)) for k, v in (outputs or {}).items()},
             attempts=[Attempt.from_dict(json.loads(a)) for a in (attempts or [])],
             webhook_delivery=WebhookDelivery.from_hash(webhook) if webhook else None,
+            parents=[ParentRef.from_dict(d) for d in json.loads(h.get("parents") or "[]")],
+            waiting_reason=h.get("waiting_reason", ""), waiting_until=f("waiting_until"),
         )

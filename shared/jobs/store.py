@@ -171,6 +171,11 @@ class JobStore(WaitingLines, RequestMemory):
         """Record the stage of an active job (never touches a finished one)."""
         return self._update_if(job_id, ACTIVE, {"stage": JobStage(stage)}).ok
 
+    def set_waiting(self, job_id: str, reason: str, until: float) -> bool:
+        """Stage waiting_for_quota with why and until when (shown on the job while it waits)."""
+        return self._update_if(job_id, ACTIVE, {"stage": JobStage.WAITING_FOR_QUOTA, "waiting_reason": reason,
+                                                "waiting_until": until}).ok
+
     def start_preprocessing(self, job_id: str) -> CasResult:
         """queued → running, stage preprocessing (one starter wins)."""
         now = self.clock.now()

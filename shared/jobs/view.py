@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.clock import rfc3339
-from shared.jobs.model import Job, OutputStatus, WebhookDelivery
+from shared.jobs.model import Job, JobStage, OutputStatus, WebhookDelivery
 from shared.jobs.options import Usage
 
 
@@ -30,6 +30,13 @@ def _usage_view(job: Job) -> dict[str, Any]:
     return {"usage": Usage.sum(reported).to_dict() if reported else None,
             "cost_usd": round(sum(costs), 6) if costs else None,
             "cost_is_estimate": True}
+
+
+def _waiting_view(job: Job) -> dict[str, Any] | None:
+    """Why a job in stage waiting_for_quota waits and until when (null in every other stage)."""
+    if job.stage != JobStage.WAITING_FOR_QUOTA or not job.waiting_reason:
+        return None
+    return {"reason": job.waiting_reason, "until": rfc3339(job.waiting_until)}
 
 
 def public_view(job: Job, *, base_url: str = "", queue_position: int | None = None,
@@ -57,6 +64,7 @@ def public_view(job: Job, *, base_url: str = "", queue_position: int | None = No
         "queue_position": queue_position,
         "estimated_wait_s": estimated_wait_s,
         "stage": job.stage.value,
+        "waiting": _waiting_view(job),
         "progress": {"outputs_done": len(job.outputs), "outputs_total": job.num_images},
         "attempts": [a.to_dict() for a in job.attempts],
         "timings": {
@@ -76,6 +84,7 @@ def public_view(job: Job, *, base_url: str = "", queue_position: int | None = No
         **_usage_view(job),
         "billed_provider_calls": job.billed_calls,
         "cached_from": job.cached_from or None,
+        "parents": [{**p.to_dict(), "url": f"{base_url}/v1/jobs/{p.job_id}/outputs/{p.output}"} for p in job.parents],
         "webhook": _webhook_view(job),
         "links": {"self": self_url, "cancel": self_url},
     }

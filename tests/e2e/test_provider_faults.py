@@ -81,13 +81,13 @@ def matrix_stack(redis_server: RedisServer, fake: FakeGeminiServer,
 def clean(matrix_stack: Stack, fake: FakeGeminiServer) -> Iterator[redis.Redis]:
     """Fresh fake log and no fleet cooldown left over from a 429 scenario (quota_day sets one of an hour)."""
     r = redis.Redis.from_url(matrix_stack.env["NANOEDIT_REDIS_URL"], decode_responses=True)
-    r.delete("nanoedit:limiter:cooldown")
+    r.delete("nanoedit:limiter:cooldown", *r.scan_iter("nanoedit:limiter:hold:*"))
     fake.configure(scenario="ok", slow_ms=300.0, hang_s=1.5, error_rate=0.0, timeout_rate=0.0,
                    latency_ms_mean=0.0, latency_ms_p99=0.0, rpm=0)
     fake.reset()
     yield r
     fake.configure(scenario="ok")
-    r.delete("nanoedit:limiter:cooldown")
+    r.delete("nanoedit:limiter:cooldown", *r.scan_iter("nanoedit:limiter:hold:*"))
 
 
 R = MATRIX_RETRIES + 1
@@ -110,6 +110,7 @@ EXPECTED: dict[str, tuple[str, str | None, int | None, list[str]]] = {
     "invalid_key": ("failed", "upstream_auth_error", 502, ["auth_error"]),
     "model_not_found": ("failed", "model_unavailable", 502, ["model_unavailable"]),
     "quota_day": ("failed", "upstream_rate_limited", 429, ["quota_exhausted_day"]),
+    "spend_cap": ("failed", "upstream_rate_limited", 429, ["spend_cap"] * R),
 }
 
 

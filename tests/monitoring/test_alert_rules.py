@@ -113,4 +113,5 @@ def test_start_up_check_rejects_a_bad_rules_file_and_bad_channel_settings(tmp_pa
         check_config(Settings(alert_webhook_url="http://127.0.0.1:9/hook"))
     with pytest.raises(ChannelConfigError, match="NANOEDIT_ALERT_EMAIL_TO"):
         check_config(Settings(smtp_url="smtp://127.0.0.1:2525"))
-    assert len(check_config(Settings()).rules) == 10  # incl. model_missing (workers/model_check.py)
+    # incl. model_missing (workers/model_check.py) and spend_rate (cost_usd_per_hour, monitoring/spend.py)
+    assert len(check_config(Settings()).rules) == 11

@@ -28,6 +28,7 @@ key_hash = "{hash_key(SECRET.encode(), 'acme-key-123')}"
 webhook_secret = "{WHSEC}"
 submissions_per_minute = 5
 max_waiting_jobs = 300
+monthly_budget_usd = 12.5
 """)
     ring = KeyRing.from_settings(Settings(api_keys=("plain-key-123",), api_keys_file=str(path),
                                           key_hash_secret=SECRET, data_dir=tmp_path))
@@ -35,6 +36,7 @@ max_waiting_jobs = 300
     acme, plain = ring.identify("acme-key-123"), ring.identify("plain-key-123")
     assert acme is not None and acme.name == "acme" and acme.webhook_secret == WHSEC
     assert acme.limits.submissions_per_minute == 5 and acme.limits.max_waiting_jobs == 300
+    assert acme.limits.monthly_budget_usd == 12.5 and plain.limits.monthly_budget_usd is None
     assert plain is not None and plain.name == "env-1" and plain.webhook_secret == ""
     assert acme.owner != plain.owner and ring.by_owner(acme.owner) == acme
     assert ring.identify("acme-key-124") is None and ring.identify("") is None
@@ -59,6 +61,10 @@ def test_without_a_configured_secret_one_is_created_once_in_the_data_dir(tmp_pat
     (f'[[keys]]\nname = "a"\nkey_hash = "{hash_key(b"s", "k")}"\nwebhook_secret = "nope"\n', "whsec_"),
     (f'[[keys]]\nname = "a"\nkey_hash = "{hash_key(b"s", "k")}"\nmax_waiting_jobs = -1\n', "max_waiting_jobs"),
     (f'[[keys]]\nname = "a"\nkey_hash = "{hash_key(b"s", "k")}"\nrate = 3\n', "unknown field"),
+    (f'[[keys]]\nname = "a"\nkey_hash = "{hash_key(b"s", "k")}"\nmonthly_budget_usd = -1\n', "monthly_budget_usd"),
+    (f'[[keys]]\nname = "a"\nkey_hash = "{hash_key(b"s", "k")}"\nmonthly_budget_usd = "10"\n',
+     "monthly_budget_usd"),
+    (f'[[keys]]\nname = "a"\nkey_hash = "{hash_key(b"s", "k")}"\nmonthly_budget_usd = inf\n', "monthly_budget_usd"),
 ])
 def test_a_bad_keys_file_stops_start_up_with_the_reason(tmp_path: Path, body: str, message: str) -> None:
     with pytest.raises(KeysFileError, match=message):

@@ -34,6 +34,7 @@ from workers.providers.base import (
     ProviderTimeout,
     ProviderUnavailable,
     QuotaExhaustedForDay,
+    SpendCapReached,
 )
 from workers.providers.gemini import (
     GeminiProvider,
@@ -165,6 +166,7 @@ def test_build_prompt_formats() -> None:
     ("no_image", NoImageGenerated),
     ("empty", EmptyResponse),
     ("quota_day", QuotaExhaustedForDay),
+    ("spend_cap", SpendCapReached),
     ("prompt_blocked", ContentBlocked),
     ("image_safety", ContentBlocked),
     ("safety", ContentBlocked),

@@ -142,6 +142,13 @@ def quota_day(ctx: ScenarioContext) -> Reply | None:
     return wire.rate_limited(ctx.model, retry_after_s=3600, limit=ctx.config.rpm or 250, per="Day")
 
 
+@scenario("spend_cap")
+def spend_cap(ctx: ScenarioContext) -> Reply | None:
+    """The project's spend cap is reached: 429 whose QuotaFailure names a spend cap, RetryInfo = its window."""
+    return wire.rate_limited(ctx.model, retry_after_s=3, limit=ctx.config.rpm or 1,
+                             quota_id=wire.SPEND_CAP_QUOTA_ID, quota_metric=wire.SPEND_CAP_QUOTA_METRIC)
+
+
 @scenario("overloaded")
 def overloaded(ctx: ScenarioContext) -> Reply | None:
     return wire.overloaded()

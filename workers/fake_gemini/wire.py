@@ -81,11 +81,19 @@ def retry_info(delay_s: float) -> dict[str, Any]:
     return {"@type": RPC_TYPE + "RetryInfo", "retryDelay": text}
 
 
-def rate_limited(model: str, *, retry_after_s: float, limit: int, per: str = "Minute") -> Reply:
-    """429 as the real API sends it for a per-minute (or per-day) quota: Help, QuotaFailure, RetryInfo."""
+# The spend cap's QuotaFailure names (docs/providers.md#429-kinds): Google does not publish them, so the fake
+# uses names that carry the words the provider looks for ("spend", "billing").
+SPEND_CAP_QUOTA_ID = "GenerateContentSpendCapPerBillingAccount"
+SPEND_CAP_QUOTA_METRIC = "generativelanguage.googleapis.com/billing_spend"
+
+
+def rate_limited(model: str, *, retry_after_s: float, limit: int, per: str = "Minute",
+                 quota_id: str = "", quota_metric: str = "") -> Reply:
+    """429 as the real API sends it for a per-minute (or per-day, or spend-cap) quota: Help, QuotaFailure,
+    RetryInfo."""
     violation = {
-        "quotaMetric": "generativelanguage.googleapis.com/generate_content_requests",
-        "quotaId": f"GenerateRequestsPer{per}PerProjectPerModel",
+        "quotaMetric": quota_metric or "generativelanguage.googleapis.com/generate_content_requests",
+        "quotaId": quota_id or f"GenerateRequestsPer{per}PerProjectPerModel",
         "quotaDimensions": {"location": "global", "model": model},
         "quotaValue": str(limit),
     }

@@ -61,6 +61,7 @@ class Rule:
     retry: Retry
     transient: bool  # counts as a provider failure for the circuit breaker
     fleet_cooldown: bool = False  # pause the whole fleet (429: our quota, not this request)
+    model_hold: bool = False  # hold this model's calls until its per-day quota resets (midnight Pacific)
     note: str = ""
     billed: bool = False  # the provider answered 200 (tokens were spent) even though we got no image
 
@@ -98,6 +99,10 @@ class QuotaExhaustedForDay(ProviderRateLimited):
     """429 whose QuotaFailure names a per-day quota: nothing to gain before it resets."""
 
 
+class SpendCapReached(ProviderRateLimited):
+    """429 whose QuotaFailure names a spend cap (docs/providers.md#429-kinds): pause for its window."""
+
+
 class ProviderUnavailable(ProviderError):
     code = "upstream_unavailable"
 
@@ -131,7 +136,10 @@ class InvalidProviderRequest(ProviderError):
 # The error table: every provider outcome, in one place. Most specific class first.
 ERROR_TABLE: tuple[tuple[type[ProviderError], Rule], ...] = (
     (QuotaExhaustedForDay, Rule("quota_exhausted_day", "upstream_rate_limited", Retry.NEVER, transient=False,
-                                fleet_cooldown=True, note="429 on a per-day quota: not retried until reset")),
+                                model_hold=True,
+                                note="429 on a per-day quota: the model is held until midnight Pacific")),
+    (SpendCapReached, Rule("spend_cap", "upstream_rate_limited", Retry.BACKOFF, transient=False,
+                           fleet_cooldown=True, note="429 on a spend cap: the fleet pauses for its window")),
     (ProviderRateLimited, Rule("rate_limited", "upstream_rate_limited", Retry.BACKOFF, transient=False,
                                fleet_cooldown=True, note="429: retried no sooner than RetryInfo.retryDelay")),
     (ProviderTimeout, Rule("timeout", "upstream_timeout", Retry.BACKOFF, transient=True,

@@ -50,6 +50,7 @@ from workers.providers.base import (
     ProviderTimeout,
     ProviderUnavailable,
     QuotaExhaustedForDay,
+    SpendCapReached,
 )
 
 ROLE_HINTS: Mapping[str, str] = {
@@ -175,11 +176,34 @@ def _is_bad_key(message: str, details: list[Mapping[str, Any]]) -> bool:
     return reason in ("API_KEY_INVALID", "API_KEY_EXPIRED") or "API key not valid" in message
 
 
-def _is_per_day_quota(details: list[Mapping[str, Any]]) -> bool:
-    """QuotaFailure violations name the quota (e.g. GenerateRequestsPerDayPerProjectPerModel)."""
+# Words in a QuotaFailure violation's quotaId / quotaMetric that name a spend cap rather than a request quota
+# (docs/providers.md#429-kinds: an assumption, Google does not publish the id of its spend caps).
+SPEND_CAP_WORDS = ("spend", "billing", "budget")
+
+
+def _quota_names(details: list[Mapping[str, Any]]) -> list[str]:
+    """The lower-cased quotaId and quotaMetric of every QuotaFailure violation."""
     failure = _detail_of_type(details, "google.rpc.QuotaFailure")
     violations = failure.get("violations", []) if failure else []
-    return any("perday" in str(v.get("quotaId", "")).lower() for v in violations if isinstance(v, Mapping))
+    if not isinstance(violations, list):
+        return []
+    return [str(v.get(field, "")).lower() for v in violations if isinstance(v, Mapping)
+            for field in ("quotaId", "quotaMetric")]
+
+
+def quota_kind(details: list[Mapping[str, Any]]) -> str:
+    """Which limit a 429 names: "spend_cap", "per_day" or "per_minute" (also when it names none)."""
+    names = _quota_names(details)
+    if any(word in name for name in names for word in SPEND_CAP_WORDS):
+        return "spend_cap"
+    if any("perday" in name for name in names):
+        return "per_day"
+    return "per_minute"
+
+
+def _is_per_day_quota(details: list[Mapping[str, Any]]) -> bool:
+    """QuotaFailure violations name the quota (e.g. GenerateRequestsPerDayPerProjectPerModel)."""
+    return quota_kind(details) == "per_day"
 
 
 def classify_api_error(exc: genai_errors.APIError, secrets: Iterable[str] = ()) -> ProviderError:
@@ -197,9 +221,9 @@ def classify_api_error(exc: genai_errors.APIError, secrets: Iterable[str] = ()) 
     if error_class is None:
         return ProviderError(text)
     if error_class is ProviderRateLimited:
-        if _is_per_day_quota(details):
-            return QuotaExhaustedForDay(text, retry_after_s=_retry_after_s(exc, details))
-        return ProviderRateLimited(text, retry_after_s=_retry_after_s(exc, details))
+        kind = quota_kind(details)
+        rate_class = {"spend_cap": SpendCapReached, "per_day": QuotaExhaustedForDay}.get(kind, ProviderRateLimited)
+        return rate_class(text, retry_after_s=_retry_after_s(exc, details))
     return error_class(text)
 
 
