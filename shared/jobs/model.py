@@ -14,6 +14,10 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
+# The inputs are part of the job record: re-exported here.
+from shared.jobs.inputs import InputMeta as InputMeta
+from shared.jobs.inputs import ParentRef as ParentRef
+from shared.jobs.inputs import PreparedInput as PreparedInput
 from shared.jobs.options import JobOptions, Usage
 
 
@@ -249,62 +253,6 @@ class WebhookAttempt(_ReadsLikeJson):
         return cls(n=int(d.get("n") or 0), at=d.get("at"), http_status=int(status) if status is not None else None,
                    duration_ms=int(d.get("duration_ms") or 0), error=str(d.get("error") or ""),
                    state=WebhookState(d.get("state") or WebhookState.RETRYING))
-
-
-@dataclass(frozen=True, slots=True)
-class InputMeta:
-    """An input image as accepted at intake."""
-
-    index: int
-    mime_type: str
-    bytes: int
-    width: int
-    height: int
-    sha256: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "mime_type": self.mime_type, "bytes": self.bytes,
-                "width": self.width, "height": self.height, "sha256": self.sha256}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> InputMeta:
-        return cls(int(d["index"]), str(d["mime_type"]), int(d["bytes"]), int(d["width"]),
-                   int(d["height"]), str(d["sha256"]))
-
-
-@dataclass(frozen=True, slots=True)
-class ParentRef:
-    """An input taken from an earlier job's output (an edit of a previous result): the job's lineage."""
-
-    job_id: str
-    output: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"job_id": self.job_id, "output": self.output}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ParentRef:
-        return cls(job_id=str(d["job_id"]), output=int(d["output"]))
-
-
-@dataclass(frozen=True, slots=True)
-class PreparedInput:
-    """An input after preprocessing (oriented, sRGB, bounded), as sent to the provider."""
-
-    index: int
-    mime_type: str
-    width: int
-    height: int
-    bytes: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "mime_type": self.mime_type, "width": self.width, "height": self.height,
-                "bytes": self.bytes}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PreparedInput:
-        return cls(index=int(d["index"]), mime_type=str(d.get("mime_type") or "image/png"),
-                   width=int(d.get("width") or 0), height=int(d.get("height") or 0), bytes=int(d.get("bytes") or 0))
 
 
 @dataclass(slots=True)
