@@ -92,6 +92,9 @@ def dash(browser: Browser, report_stack: Stack) -> Iterator[Dashboard]:
     page.on("pageerror", lambda exc: d.console_errors.append(f"uncaught: {exc}"))
     page.on("request", lambda req: d.requests.append(req))
     yield d
+    # A route handler may still be running (route.fetch) when the test ends: let it fail quietly instead of
+    # raising "Response has been disposed" into the next test's setup.
+    d.page.unroute_all(behavior="ignoreErrors")
     context.close()
 
 

@@ -57,6 +57,9 @@ def session(browser: Browser, ready_stack: Stack) -> Iterator[Session]:
     page.on("pageerror", lambda exc: s.console_errors.append(f"uncaught: {exc}"))
     page.on("request", lambda req: s.requests.append(req))
     yield s
+    # A route handler may still be running (route.fetch) when the test ends: let it fail quietly instead of
+    # raising "Response has been disposed" into the next test's setup.
+    s.page.unroute_all(behavior="ignoreErrors")
     context.close()
 
 
