@@ -264,11 +264,7 @@ def _option(fields: dict[str, Any], name: str) -> str:
 
 
 def _text(fields: dict[str, Any], name: str) -> str:
-    value = fields.get(name)
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ClientInputError(f"'{name}' must be a string", code="invalid_request")
+    value = _option(fields, name)
     bad = _BAD_TEXT.search(value)
     if bad is not None:
         what = "invalid UTF-8" if bad.group() == "\ufffd" else f"character U+{ord(bad.group()):04X}"

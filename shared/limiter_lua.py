@@ -93,22 +93,17 @@ if m_images_per_min > 0 then
 end
 if reason then return {0, reason, fmt(math.max(wait, 0.001))} end
 
-if rpm > 0 then
-  local tat = now + 60 / rpm
-  redis.call('SET', KEYS[3], fmt(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
+-- Charge one GCRA dimension: the next arrival is `cost` × its interval from now (0 = no such limit).
+local function charge(key, cost, per_min)
+  if per_min > 0 then
+    local tat = now + cost * 60 / per_min
+    redis.call('SET', key, fmt(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
+  end
 end
-if images_per_min > 0 then
-  local tat = now + images * 60 / images_per_min
-  redis.call('SET', KEYS[4], fmt(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
-end
-if m_rpm > 0 then
-  local tat = now + 60 / m_rpm
-  redis.call('SET', KEYS[8], fmt(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
-end
-if m_images_per_min > 0 then
-  local tat = now + images * 60 / m_images_per_min
-  redis.call('SET', KEYS[9], fmt(tat), 'PX', math.ceil((tat - now) * 1000) + 1000)
-end
+charge(KEYS[3], 1, rpm)
+charge(KEYS[4], images, images_per_min)
+charge(KEYS[8], 1, m_rpm)
+charge(KEYS[9], images, m_images_per_min)
 if m_concurrency > 0 then redis.call('ZADD', KEYS[7], fmt(now + lease_s), holder) end
 redis.call('ZADD', KEYS[1], fmt(now + lease_s), holder)
 return {1, 'granted', '0'}
