@@ -80,6 +80,13 @@ def assert_shows_error(page: Page, expected: dict[str, Any]) -> None:
     expect(page.locator("#job")).to_be_hidden()
 
 
+def wait_for_output_image(page: Page) -> None:
+    """Poll from the test through evaluate (DevTools, outside the page's CSP): Playwright's wait_for_function
+    polls inside the page with eval, which the page's CSP (no 'unsafe-eval') refuses whenever a poll is needed."""
+    wait_for(lambda: page.evaluate("document.querySelector('#outputs img')?.naturalWidth > 0"), 15,
+             "the output image to load")
+
+
 def test_edit_job_shows_the_output_and_its_download(session: Session, tmp_path: Path) -> None:
     # Given the page, when a photo is submitted with an instruction the local provider understands
     page = session.page
@@ -98,7 +105,7 @@ def test_edit_job_shows_the_output_and_its_download(session: Session, tmp_path: 
     # And the output image is displayed at its real size
     img = page.locator("#outputs img").first
     expect(img).to_be_visible()
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=img.element_handle())
+    wait_for(lambda: img.evaluate("img => img.complete && img.naturalWidth > 0"), 15, "the output image to load")
     assert img.evaluate("img => img.naturalWidth") == 451
 
     # And its download link yields the image bytes
@@ -152,7 +159,7 @@ def test_page_is_self_contained_and_logs_no_errors(session: Session, ready_stack
     session.open()
     session.submit("rotate 90 degrees", CHELSEA)
     session.wait_status("succeeded")
-    session.page.wait_for_function("document.querySelector('#outputs img')?.naturalWidth > 0")
+    wait_for_output_image(session.page)
 
     # Then nothing went to the console, and every request stayed on the stack's origin
     assert session.console_errors == []
@@ -188,7 +195,7 @@ def test_api_key_field_when_auth_is_on(session: Session, ready_stack: Stack) -> 
     session.requests.clear()
     session.submit("sepia", CHELSEA)
     session.wait_status("succeeded")
-    page.wait_for_function("document.querySelector('#outputs img')?.naturalWidth > 0")
+    wait_for_output_image(page)
     api_calls = [r for r in session.requests if "/v1/jobs" in r.url]
     assert {r.method for r in api_calls} >= {"POST", "GET"}
     assert any("/outputs/" in r.url for r in api_calls)
