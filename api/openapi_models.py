@@ -82,8 +82,8 @@ def model_schemas() -> dict[str, Any]:
                   "output_image_per_mtok": {"type": "number"},
                   "per_image": {"type": "object", "additionalProperties": {"type": "number"}},
                   "source": {"type": "string"}, "as_of": {"type": "string"}},
-                 description="USD per million tokens, or per output image by size (placeholders until set: see "
-                             "`source`).")
+                 description="USD per million tokens, or per output image by size; `source` and `as_of` "
+                             "say where each price comes from (an estimate says so).")
     strings = {"type": "array", "items": {"type": "string"}}
     model = _obj({"id": {"type": "string"}, "display_name": {"type": "string"}, "image_sizes": strings,
                   "aspect_ratios": strings, "max_reference_images": {"type": "integer", "minimum": 0},

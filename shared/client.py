@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,18 +179,30 @@ class NanoeditClient:
     # -- jobs ---------------------------------------------------------------------------------------
     def submit(self, images: builtins.list[Path | bytes], instruction: str, *, operation: str = "edit",
                num_images: int = 1, image_description: str | None = None, webhook_url: str | None = None,
-               idempotency_key: str | None = None) -> dict[str, Any]:
-        """POST /v1/jobs as multipart/form-data; returns the accepted job."""
+               idempotency_key: str | None = None, options: Mapping[str, str | int] | None = None,
+               from_jobs: Sequence[str] = ()) -> dict[str, Any]:
+        """POST /v1/jobs as multipart/form-data; returns the accepted job.
+
+        `options`: the per-job options (model, aspect_ratio, image_size, thinking_level, output_format, quality;
+        docs/api.md). `from_jobs`: earlier outputs as inputs, each `<job_id>` (output 0) or `<job_id>:<n>`; they
+        come after the uploaded images.
+        """
         files = []
         for i, image in enumerate(images):
             name, data = (image.name, image.read_bytes()) if isinstance(image, Path) else (f"image-{i}", image)
             files.append(("image", (name, data, "application/octet-stream")))
-        form = _fields(instruction, operation, num_images, image_description, webhook_url)
-        return self._json("POST", "/v1/jobs", data=form, files=files, headers=_idem(idempotency_key))
+        form: dict[str, Any] = _fields(instruction, operation, num_images, image_description, webhook_url)
+        form.update({name: str(value) for name, value in (options or {}).items()})
+        # Plain fields as file-less parts: the body is multipart even with no upload (only from_job references).
+        parts: builtins.list[tuple[str, tuple[str | None, Any, str] | tuple[None, str]]] = [
+            (name, (None, str(value))) for name, value in form.items()]
+        parts += [("from_job", (None, ref)) for ref in from_jobs]
+        return self._json("POST", "/v1/jobs", files=[*parts, *files], headers=_idem(idempotency_key))
 
     def submit_json(self, images: builtins.list[Path | bytes], instruction: str, *, operation: str = "edit",
                     num_images: int = 1, image_description: str | None = None, webhook_url: str | None = None,
-                    idempotency_key: str | None = None, mime_type: str | None = None) -> dict[str, Any]:
+                    idempotency_key: str | None = None, mime_type: str | None = None,
+                    options: Mapping[str, str | int] | None = None) -> dict[str, Any]:
         """POST /v1/jobs as JSON with base64 images; returns the accepted job."""
         encoded = []
         for image in images:
@@ -201,10 +214,19 @@ class NanoeditClient:
         body: dict[str, Any] = {**_fields(instruction, operation, num_images, image_description, webhook_url),
                                 "images": encoded}
         body["num_images"] = num_images
+        body.update(options or {})
         return self._json("POST", "/v1/jobs", json=body, headers=_idem(idempotency_key))
 
     def get(self, job_id: str) -> dict[str, Any]:
         return self._json("GET", f"/v1/jobs/{job_id}")
+
+    def models(self) -> dict[str, Any]:
+        """GET /v1/models: the catalogue (ids, sizes, aspect ratios, thinking levels, lifecycle)."""
+        return self._json("GET", "/v1/models")
+
+    def usage(self, period: str = "day") -> dict[str, Any]:
+        """GET /v1/usage?period=day|month: the caller's tokens and estimated cost (operators: per key)."""
+        return self._json("GET", "/v1/usage", params={"period": period})
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._json("DELETE", f"/v1/jobs/{job_id}")

@@ -25,8 +25,8 @@ EXIT_JOB_FAILED = 1
 EXIT_ERROR = 2
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 _BAD_ENDINGS = frozenset({JobStatus.FAILED, JobStatus.CANCELED, JobStatus.PARTIALLY_SUCCEEDED})
-_COMMANDS = ("submit", "status", "cancel", "list", "report", "limits", "circuit", "alerts", "silence", "fake-gemini",
-             "hash-key")
+_COMMANDS = ("submit", "models", "usage", "status", "cancel", "list", "report", "limits", "circuit", "alerts",
+             "silence", "fake-gemini", "hash-key")
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _GLOBAL_WITH_VALUE = ("--url", "--api-key", "--admin-token")
 
@@ -48,15 +48,29 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("submit", help="submit a job")
-    s.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    s.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
     s.add_argument("-i", "--instruction", required=True, help="the edit to make")
     s.add_argument("--operation", choices=["edit", "compose", "style_transfer"], default="edit")
     s.add_argument("--num-images", type=int, default=1, metavar="N", help="outputs to generate (1..4)")
     s.add_argument("--description", default=None, help="optional description of the input image(s)")
+    s.add_argument("--from-job", action="append", default=[], metavar="ID[:N]", dest="from_jobs",
+                   help="use output N (default 0) of an earlier job of yours as an input; repeatable, after IMAGEs")
+    # Per-job options, checked by the API against the model catalogue (`nanoedit models` lists what each accepts).
+    s.add_argument("--model", default=None, help="a catalogue model id (default: the service's default model)")
+    s.add_argument("--aspect-ratio", default=None, metavar="W:H", help="output shape, e.g. 16:9")
+    s.add_argument("--image-size", default=None, metavar="SIZE", help="1K, 2K or 4K (per model)")
+    s.add_argument("--thinking-level", default=None, metavar="LEVEL", help="e.g. minimal, low, high (per model)")
+    s.add_argument("--output-format", choices=["png", "jpeg", "webp"], default=None,
+                   help="convert outputs in the worker (default: the provider's bytes untouched)")
+    s.add_argument("--quality", type=int, default=None, metavar="Q", help="1..100, with --output-format jpeg/webp")
     s.add_argument("--wait", action="store_true", help="poll until the job finishes and download the outputs")
     s.add_argument("-o", "--output-dir", type=Path, default=Path("."), metavar="DIR",
                    help="where --wait saves outputs (default: current directory)")
     s.add_argument("--timeout", type=float, default=300.0, metavar="S", help="--wait gives up after S seconds")
+
+    sub.add_parser("models", help="the model catalogue: ids, sizes, aspect ratios, thinking levels, lifecycle")
+    us = sub.add_parser("usage", help="your tokens and estimated cost (operators: per key)")
+    us.add_argument("--period", choices=["day", "month"], default="day")
 
     st = sub.add_parser("status", help="show a job")
     st.add_argument("job_id", metavar="ID")
@@ -118,12 +132,22 @@ def _job_exit(job: dict[str, Any]) -> int:
 
 
 def _submit(client: NanoeditClient, args: argparse.Namespace) -> int:
+    if not args.images and not args.from_jobs:
+        print("error: give at least one IMAGE or --from-job ID", file=sys.stderr)
+        return EXIT_ERROR
     missing = [str(p) for p in args.images if not p.is_file()]
     if missing:
         print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
         return EXIT_ERROR
+    options: dict[str, str | int] = {
+        name: value for name, value in (
+            ("model", args.model), ("aspect_ratio", args.aspect_ratio), ("image_size", args.image_size),
+            ("thinking_level", args.thinking_level), ("output_format", args.output_format),
+            ("quality", args.quality))
+        if value is not None}
     job = client.submit(list(args.images), args.instruction, operation=args.operation,
-                        num_images=args.num_images, image_description=args.description)
+                        num_images=args.num_images, image_description=args.description, options=options,
+                        from_jobs=args.from_jobs)
     if not args.wait:
         _print_json(job)
         return EXIT_OK
@@ -246,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
             job = client.get(args.job_id)
             _print_json(job)
             return _job_exit(job)
+        if args.command == "models":
+            _print_json(client.models())
+            return EXIT_OK
+        if args.command == "usage":
+            _print_json(client.usage(args.period))
+            return EXIT_OK
         if args.command == "cancel":
             _print_json(client.cancel(args.job_id))
             return EXIT_OK

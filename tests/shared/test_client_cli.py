@@ -331,3 +331,53 @@ def test_cli_report_before_and_after_beat_wrote_one(server: Server, capsys: pyte
     assert json.loads(capsys.readouterr().out)["generated_at"] == "now"
     assert main(["--url", server.url, "report", "--daily"]) == 0
     assert "jobs_finished" in json.loads(capsys.readouterr().out)
+
+
+# -- options, references, catalogue and usage (issue: models) -----------------------------------------------
+def test_cli_submit_sends_every_option(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--url", server.url, "submit", str(PHOTO), "-i", "grayscale", "--model", "gemini-3-pro-image",
+                 "--aspect-ratio", "16:9", "--image-size", "2K", "--thinking-level", "high",
+                 "--output-format", "jpeg", "--quality", "80"])
+
+    job = json.loads(capsys.readouterr().out)
+    assert code == 0 and job["model"] == "local"  # the local provider stands in for every model
+    assert job["options"] == {"aspect_ratio": "16:9", "image_size": "2K", "thinking_level": "high",
+                              "output_format": "jpeg", "quality": 80}
+
+
+def test_cli_submit_with_an_option_the_model_refuses_exits_2_with_the_allowed_values(
+        server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--url", server.url, "submit", str(PHOTO), "-i", "grayscale",
+                 "--model", "gemini-3.1-flash-lite-image", "--image-size", "4K"])
+
+    err = capsys.readouterr().err
+    assert code == 2 and "invalid_option" in err and "1K" in err
+    assert server.enqueuer.preprocessed == []
+
+
+def test_cli_submit_from_an_earlier_job_needs_no_upload(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    server.enqueuer.complete = True
+    assert main(["--url", server.url, "submit", str(PHOTO), "-i", "grayscale"]) == 0
+    first = json.loads(capsys.readouterr().out)["id"]
+
+    code = main(["--url", server.url, "submit", "-i", "now sepia", "--from-job", f"{first}:0"])
+
+    job = json.loads(capsys.readouterr().out)
+    assert code == 0 and [(p["job_id"], p["output"]) for p in job["parents"]] == [(first, 0)]
+
+
+def test_cli_submit_without_images_or_a_reference_is_a_usage_error(server: Server,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--url", server.url, "submit", "-i", "grayscale"])
+
+    assert code == 2 and "--from-job" in capsys.readouterr().err
+
+
+def test_cli_models_and_usage(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--url", server.url, "models"]) == 0
+    models = json.loads(capsys.readouterr().out)
+    assert main(["--url", server.url, "usage", "--period", "month"]) == 0
+    usage = json.loads(capsys.readouterr().out)
+
+    ids = [m["id"] for m in models["models"]]
+    assert "gemini-3.1-flash-image" in ids and usage["period"] == "month"
