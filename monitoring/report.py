@@ -29,7 +29,7 @@ from shared.jobs.store import JobStore
 from shared.limiter import FleetLimiter
 from shared.liveness import WorkerRegistry
 from shared.model_availability import load as load_model_availability
-from shared.queueing import QUEUES
+from shared.queueing import WORKER_QUEUES
 
 WINDOWS = {"5m": 5, "1h": 60}
 HISTORY_S = 24 * 3600
@@ -121,9 +121,9 @@ class HealthReporter:
     def build(self) -> dict[str, Any]:
         now = self.clock.now()
         depths = self.queue_depths()
-        live = self.liveness.live_counts(QUEUES)
+        live = self.liveness.live_counts(WORKER_QUEUES)
         queues: dict[str, Any] = {}
-        for q in QUEUES:
+        for q in WORKER_QUEUES:
             waiting, oldest_at = self.jobs.waiting_summary(q)
             queues[q] = {"depth": depths.get(q, 0),
                          "waiting_jobs": waiting,

@@ -24,7 +24,7 @@ from shared.clock import Clock
 from shared.jobs.store import JobStore
 from shared.limiter import FleetLimiter
 from shared.liveness import WorkerRegistry
-from shared.queueing import ALL_QUEUES, QUEUES
+from shared.queueing import ALL_QUEUES, QUEUES, WORKER_QUEUES
 
 log = logging.getLogger("nanoedit.metrics")
 
@@ -64,7 +64,7 @@ class RedisStateCollector:
 
     def _queues(self) -> Iterator[Metric]:
         now = self.clock.now()
-        live_counts = self.liveness.live_counts(QUEUES)
+        live_counts = self.liveness.live_counts(WORKER_QUEUES)
         waiting = _gauge("nanoedit_queue_waiting_jobs", ("queue",))
         oldest = _gauge("nanoedit_queue_oldest_age_seconds", ("queue",))
         live = _gauge("nanoedit_workers_live", ("queue",))
@@ -72,6 +72,7 @@ class RedisStateCollector:
             count, first_at = self.jobs.waiting_summary(q)
             waiting.add_metric([q], count)
             oldest.add_metric([q], max(0.0, now - first_at) if first_at is not None else 0.0)
+        for q in WORKER_QUEUES:
             live.add_metric([q], live_counts[q])
         yield from (waiting, oldest, live)
         if self.queue_depths is not None:

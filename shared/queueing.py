@@ -40,6 +40,9 @@ MAINTENANCE_QUEUE = "maintenance"
 # so a slow or trickling receiver never holds a preprocess or maintenance slot.
 WEBHOOKS_QUEUE = "webhooks"
 ALL_QUEUES = (*QUEUES, MAINTENANCE_QUEUE, WEBHOOKS_QUEUE)
+# The queues that need a worker pool of their own to be live (maintenance rides on the preprocess pool):
+# /readyz, the health report's `queues.*.live_workers` and `nanoedit_workers_live` cover each.
+WORKER_QUEUES = (*QUEUES, WEBHOOKS_QUEUE)
 
 TASK_PREPROCESS = "nanoedit.preprocess"
 TASK_GENERATE = "nanoedit.generate"

@@ -278,7 +278,8 @@ def test_default_rules_evaluate_a_real_health_report_without_path_errors(redis_d
     store = AlertStore(redis_db, "t", clock)
     assert [e for e in store.history(500) if e["event"] == "rule_error"] == []
     firing = sorted(a.id for m in stub.messages for a in m.alerts)
-    assert firing == ["beat_heartbeat_missing", "no_live_worker:generate", "no_live_worker:preprocess"]
+    assert firing == ["beat_heartbeat_missing", "no_live_worker:generate", "no_live_worker:preprocess",
+                      "no_live_worker:webhooks"]
 
 
 def test_two_beats_evaluating_at_once_send_one_notification(redis_server: RedisServer, redis_db: redis.Redis) -> None:
@@ -314,9 +315,10 @@ def test_beat_health_report_evaluates_alerts_and_a_broken_engine_never_costs_the
     clock.advance(61)
     redis_db.delete("t:report:lock")  # its expiry runs on Redis's clock, not the fake one
     result = maintenance.health_report(ctx)
-    assert result["notifications"] == 2  # "workers" (both queues) and "beat": one message per group
+    assert result["notifications"] == 2  # "workers" (every pool) and "beat": one message per group
     firing = {k for k, v in AlertStore(redis_db, "t", clock).states().items() if v.state == "firing"}
-    assert firing == {"no_live_worker:preprocess", "no_live_worker:generate", "beat_heartbeat_missing"}
+    assert firing == {"no_live_worker:preprocess", "no_live_worker:generate", "no_live_worker:webhooks",
+                      "beat_heartbeat_missing"}
     # When the rules file breaks at run time, the report is still built and stored
     bad = tmp_path / "rules.toml"
     bad.write_text("not toml [")
