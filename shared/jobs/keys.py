@@ -59,6 +59,11 @@ class JobKeys:
     def recent_finishes(self) -> str:
         return f"{self.p}:stats:recent_finishes"
 
+    @property
+    def throughput(self) -> str:
+        """Finishes per second over the recent window, kept a few seconds for ETAs (shared/jobs/waiting.py)."""
+        return f"{self.p}:stats:throughput"
+
     def deliveries(self, task_id: str) -> str:
         return f"{self.p}:deliveries:{task_id}"
 

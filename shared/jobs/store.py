@@ -38,8 +38,9 @@ from shared.jobs.model import (
     PreparedInput,
 )
 from shared.jobs.outbox import WebhookOutbox
+from shared.jobs.reads import StatusReads
 from shared.jobs.requests import RequestMemory
-from shared.jobs.waiting import WAITING_QUEUES, WaitingLines
+from shared.jobs.waiting import WAITING_QUEUES
 
 log = logging.getLogger("nanoedit.jobs")
 
@@ -72,11 +73,12 @@ class CasResult:
     previous: JobStatus | None  # None when the job does not exist
 
 
-class JobStore(WaitingLines, RequestMemory):
+class JobStore(StatusReads, RequestMemory):
     """All Redis reads and writes of job records. Pass the same clock the caller uses.
 
-    Queue positions and the ETA are in `shared.jobs.waiting` (WaitingLines), idempotency keys and result-cache
-    lookups in `shared.jobs.requests` (RequestMemory): the same store, split by concept.
+    Queue positions and the ETA are in `shared.jobs.waiting` (WaitingLines), the one-round-trip status read in
+    `shared.jobs.reads` (StatusReads, over WaitingLines), idempotency keys and result-cache lookups in
+    `shared.jobs.requests` (RequestMemory): the same store, split by concept.
     """
 
     GONE_TTL_S = 7 * 24 * 3600

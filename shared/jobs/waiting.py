@@ -15,6 +15,13 @@ from shared.jobs.keys import JobKeys
 WAITING_QUEUES = ("preprocess", "generate")
 
 
+def eta_s(position: int | None, rate_per_s: float) -> float | None:
+    """Seconds until a job at `position` starts, at `rate_per_s` finishes per second; None when unknown."""
+    if position is None or rate_per_s <= 0:
+        return None
+    return round(math.ceil(position) / rate_per_s, 1)
+
+
 class WaitingLines:
     _r: redis.Redis
     _keys: JobKeys
@@ -22,6 +29,7 @@ class WaitingLines:
 
     THROUGHPUT_WINDOW_S = 300
     THROUGHPUT_MAX_SAMPLES = 2000
+    RATE_TTL_S = 5  # how long a computed finish rate is reused for ETAs
 
     def mark_waiting(self, queue: str, job_id: str, score_ms: float) -> None:
         self._r.zadd(self._keys.waiting(queue), {job_id: score_ms})
@@ -63,10 +71,16 @@ class WaitingLines:
     def estimated_wait_s(self, position: int | None) -> float | None:
         if position is None:
             return None
+        rate = self._r.get(self._keys.throughput)
+        return eta_s(position, float(rate) if rate is not None else self.refresh_rate())
+
+    def refresh_rate(self) -> float:
+        """The fleet's finishes per second, computed now and kept for RATE_TTL_S: status reads use the kept value,
+        so a poll never scans the recent finishes."""
         rate = self.throughput_per_s()
-        if rate <= 0:
-            return None
-        return round(math.ceil(position) / rate, 1)
+        if rate > 0:  # no finishes yet is cheap to find out again, and the first finish should show at once
+            self._r.set(self._keys.throughput, repr(rate), ex=self.RATE_TTL_S)
+        return rate
 
     def active_count(self, owner: str) -> int:
         """How many of `owner`'s jobs are accepted and not yet terminal (O(1)); per-key `max_waiting_jobs`."""

@@ -163,3 +163,28 @@ def test_eta_after_an_idle_period_reflects_current_speed(store: JobStore, clock:
         clock.advance(2.5)
     # Then a job 4th in line is told ~10 s, not the minutes a 5-minute average would say
     assert store.estimated_wait_s(4) == pytest.approx(10.0, rel=0.05)
+
+
+def test_a_status_read_carries_the_place_in_line_and_the_eta_in_one_round_trip(
+        store: JobStore, clock: FakeClock, redis_db: redis.Redis) -> None:
+    # Given two finished jobs (a finish rate) and three waiting in preprocess
+    for i in range(2):
+        store.create(make_job(clock, f"{i:032x}"))
+        store.transition(f"{i:032x}", "running")
+        store.finish(f"{i:032x}", "succeeded")
+    for i in range(2, 5):
+        store.create(make_job(clock, f"{i:032x}"))
+        store.mark_waiting("preprocess", f"{i:032x}", clock.now() * 1000 + i)
+    rate = store.refresh_rate()
+    # When the third waiting job is read, counting the commands Redis receives
+    before = int(redis_db.info("stats")["total_commands_processed"])
+    read = store.read(f"{4:032x}")
+    after = int(redis_db.info("stats")["total_commands_processed"])
+    # Then one pipeline answered everything: the record, its rank and the kept rate
+    assert read is not None and read.job.id == f"{4:032x}"
+    assert read.queue_position == 3 and read.estimated_wait_s == pytest.approx(3 / rate, abs=0.1)
+    assert after - before == 8 + 1  # 8 pipelined reads + the INFO call itself
+    # And a terminal job has no place in line; another owner's job is unknown to the caller
+    done = store.read(f"{0:032x}")
+    assert done is not None and done.queue_position is None and done.estimated_wait_s is None
+    assert store.read(f"{4:032x}", owner="someone-else") is None
