@@ -35,6 +35,7 @@ from shared.jobs.options import Usage
 from shared.queueing import GENERATE_QUEUE, PREPROCESS_QUEUE
 from shared.quota_reset import seconds_until_pacific_midnight
 from shared.usage_ledger import UsageLedger
+from workers.concurrency import call_with_deadline, offload
 from workers.context import WorkerContext
 from workers.output_bounds import bound_output
 from workers.output_format import convert_output
@@ -178,8 +179,13 @@ def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe
     store.set_stage(job_id, JobStage.GENERATING)
     request = _edit_request(ctx, job, index)
     started = ctx.clock.now()
+    # The whole call is bounded (workers/concurrency.py): the soft time limit does it under prefork only.
+    budget_s = min(float(ctx.settings.generate_soft_limit_s), max(0.0, job.deadline_at - started))
     try:
-        result = ctx.provider.edit(request)
+        if ctx.provider.cpu_bound:  # the local provider: Pillow work, bounded by itself, on a native thread
+            result = offload(ctx.provider.edit, request)
+        else:
+            result = call_with_deadline(lambda: ctx.provider.edit(request), budget_s)
     except ProviderError as exc:
         duration_ms = round((ctx.clock.now() - started) * 1000)
         cost = _cost(ctx, job, exc.usage, 0)  # an answer without an image still bills its tokens
@@ -216,13 +222,14 @@ def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe
     if not result.images:
         return _after_failure(ctx, job, index, attempt, NoImageGenerated("provider returned no image"))
     store.set_stage(job_id, JobStage.STORING)
-    image, refused = bound_output(result.images[0], ctx.settings)  # bytes, pixels, long edge (output_bounds.py)
+    # Decoding and converting pixels is CPU work: off the generate pool's event loop (workers/concurrency.py).
+    image, refused = offload(bound_output, result.images[0], ctx.settings)  # bytes, pixels, long edge
     if refused is None:
-        image, refused = convert_output(image, job.options)  # only when output_format was asked for
+        image, refused = offload(convert_output, image, job.options)  # only when output_format was asked for
     if refused is not None:
         return _resolve(ctx, job, index, OutputResult.failed(refused))
     ctx.blobs.put(output_key(job_id, index), image.data)
-    meta = _output_meta(image.data, image.mime_type)
+    meta = offload(_output_meta, image.data, image.mime_type)
     if result.text:
         store.set_text(job_id, result.text)
     return _resolve(ctx, job, index, meta)

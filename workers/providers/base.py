@@ -172,6 +172,9 @@ def rule_for(cls: type[ProviderError]) -> Rule:
 
 class Provider(Protocol):
     name: str
+    # True when `edit` is CPU work in this process (the local provider), not a wait on the network: the generate
+    # pool then runs it on a native thread instead of its event loop (workers/concurrency.py).
+    cpu_bound: bool
 
     def edit(self, request: EditRequest) -> EditResult:
         """Run one edit; raise a ProviderError subclass on failure."""

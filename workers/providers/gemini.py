@@ -320,6 +320,7 @@ class GeminiProvider:
     """`Provider` backed by the Gemini API (or anything speaking its wire format at `base_url`)."""
 
     name = "gemini"
+    cpu_bound = False  # waits on the network: many calls share one generate process (workers/concurrency.py)
 
     def __init__(self, api_key: str, model: str, timeout_s: float, base_url: str = "") -> None:
         if not api_key:

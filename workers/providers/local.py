@@ -232,6 +232,7 @@ class LocalProvider:
     """Deterministic offline provider; `delay_s` simulates provider latency (through the injected clock)."""
 
     name = "local"
+    cpu_bound = True  # Pillow in this process: off the generate pool's event loop (workers/concurrency.py)
 
     def __init__(self, delay_s: float = 0.0, clock: Clock | None = None, max_long_edge: int = MAX_EDGE) -> None:
         self._delay_s = delay_s

@@ -13,6 +13,7 @@ from workers.providers.base import EditRequest, EditResult, OutputImage, Provide
 
 class ScriptedProvider:
     name = "stub"
+    cpu_bound = False
 
     def __init__(self, *outcomes: str | ProviderError, image: bytes = b"", mime_type: str = "image/png") -> None:
         self.outcomes: list[str | ProviderError] = list(outcomes)
