@@ -90,8 +90,26 @@ _SPECS: dict[str, ErrorSpec] = {
                   "Choose a current model from GET /v1/models, or leave 'model' out for the default."),
         ErrorSpec("idempotency_key_reused", 422, "This Idempotency-Key was used for a different request.",
                   "Use a new Idempotency-Key for a new request, or resend exactly the original request."),
+        # Worker pools (operators: GET /v1/admin/workers, POST /v1/admin/workers/scale; monitoring/pools.py).
+        ErrorSpec("unknown_queue", 422, "There is no such queue.",
+                  "Use one of: preprocess, generate, maintenance, webhooks (GET /v1/admin/workers lists them)."),
+        ErrorSpec("invalid_scale", 422, "The pool change is out of range.",
+                  'Send a whole number delta from -32 to 32, not 0, e.g. {"queue": "generate", "delta": 2}; '
+                  "repeat for more."),
+        ErrorSpec("no_live_workers", 409, "No worker instance consuming this queue answered.",
+                  "Start an instance of the queue's Procfile line (or check the workers are up: nanoedit "
+                  "workers), then retry."),
+        ErrorSpec("pool_not_resizable", 409, "This queue's worker pool cannot grow or shrink at run time.",
+                  "A threads or solo pool has a fixed size: change its -c (e.g. NANOEDIT_WEBHOOK_CONCURRENCY) and "
+                  "restart it, or start another instance."),
+        ErrorSpec("pool_limit", 409, "The pools cannot change that far.",
+                  "Every instance keeps 1 to NANOEDIT_POOL_MAX_PROCESSES (64) processes: change by less, or start "
+                  "or stop an instance instead."),
         ErrorSpec("service_unavailable", 503, "The service is temporarily unavailable.",
                   "Retry after Retry-After seconds; if it persists, contact the operators.", retry_after_s=5),
+        ErrorSpec("storage_unavailable", 503, "The image storage is temporarily unavailable.",
+                  "Retry after Retry-After seconds; if it persists, contact the operators (the blob store, "
+                  "NANOEDIT_BLOB_URL, is unreachable or refuses access).", retry_after_s=5),
         # Job errors (job.error); status is what the job endpoint would answer if surfaced directly.
         ErrorSpec("content_blocked", 422, "The model declined this request for safety reasons.",
                   "Rephrase the instruction or use a different image; blocked requests are not retried."),
@@ -166,6 +184,16 @@ class Gone(NanoeditError):
 
 class Conflict(NanoeditError):
     code = "conflict"
+
+
+class BlobStoreUnavailable(NanoeditError):
+    """The blob store could not be reached or refused the request (endpoint down, timeout, access denied).
+
+    Raised by a blob store backend in place of its library's errors, so the API answers 503 with the error body
+    and a worker treats it as transient (workers/tasks.py); a missing key is `FileNotFoundError`, not this.
+    """
+
+    code = "storage_unavailable"
 
 
 class ConfigError(NanoeditError, ValueError):

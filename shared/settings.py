@@ -6,122 +6,49 @@ GOOGLE_API_KEY). Nothing else in the code base reads `os.environ` for configurat
 
 from __future__ import annotations
 
-import base64
-import binascii
-import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from shared.blob_config import BlobConfig
 from shared.circuit import CircuitConfig
-from shared.errors import ConfigError
 from shared.limiter import LimitConfig
 from shared.models import DEFAULT_MODEL, normalize_model_name
 from shared.outbound import OutboundPolicy
-
-
-class SettingsError(ConfigError):
-    """A configuration value is malformed; raised at start-up so a bad deploy fails loudly."""
-
-
-def _worker_class(env: Mapping[str, str]) -> str:
-    value = env.get("NANOEDIT_WEB_WORKER_CLASS", "").strip().lower() or "gevent"
-    if value not in ("gevent", "gthread"):
-        raise SettingsError(f"NANOEDIT_WEB_WORKER_CLASS={value!r}: use gevent or gthread")
-    return value
-
-
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is not an integer") from exc
-    if value < minimum:
-        raise SettingsError(f"{name}={value} is below the minimum {minimum}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is not a number") from exc
-    if value < minimum:
-        raise SettingsError(f"{name}={value} is below the minimum {minimum}")
-    return value
-
-
-def check_webhook_secret(secret: str) -> None:
-    """Standard Webhooks secrets are `whsec_` + base64 of the key bytes; refuse anything else at start-up."""
-    try:
-        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
-    if len(key) < 16:
-        raise SettingsError("NANOEDIT_WEBHOOK_SECRET must be 'whsec_' + base64 of at least 16 random bytes, e.g. "
-                            "whsec_$(head -c 32 /dev/urandom | base64)")
-
-
-def _csv(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    return tuple(p.strip() for p in env.get(name, "").split(",") if p.strip())
-
-
-def _allow_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
-    hosts = _csv(env, "NANOEDIT_WEBHOOK_ALLOW_HOSTS")
-    try:
-        OutboundPolicy.build(hosts)
-    except ValueError as exc:
-        raise SettingsError(f"NANOEDIT_WEBHOOK_ALLOW_HOSTS: {exc}") from None
-    return hosts
-
-
-def _ports(env: Mapping[str, str], name: str, default: tuple[int, ...]) -> tuple[int, ...]:
-    raw = _csv(env, name)
-    if not raw:
-        return default
-    if not all(p.isdigit() and 1 <= int(p) <= 65535 for p in raw):
-        raise SettingsError(f"{name}={','.join(raw)!r}: use comma-separated port numbers (1..65535)")
-    return tuple(int(p) for p in raw)
-
-
-def is_loopback_host(host: str) -> bool:
-    """`localhost` or a loopback IP literal (127.0.0.0/8, ::1; brackets allowed); other names may resolve anywhere."""
-    name = host.strip().strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_bind(env: Mapping[str, str]) -> bool:
-    """Safe default: with auth off the API binds loopback only. Returns NANOEDIT_ALLOW_INSECURE.
-
-    A non-loopback NANOEDIT_HOST needs NANOEDIT_API_KEYS / NANOEDIT_API_KEYS_FILE, or NANOEDIT_ALLOW_INSECURE=1
-    (then the API and the start-up banner warn loudly)."""
-    insecure = env.get("NANOEDIT_ALLOW_INSECURE", "").strip().lower() in ("1", "true", "yes", "on")
-    host = env.get("NANOEDIT_HOST", "").strip() or "127.0.0.1"
-    auth = bool(_csv(env, "NANOEDIT_API_KEYS") or env.get("NANOEDIT_API_KEYS_FILE", "").strip())
-    if not auth and not insecure and not is_loopback_host(host):
-        raise SettingsError(f"NANOEDIT_HOST={host} with auth off would let anyone on the network use the service: "
-                            "set NANOEDIT_API_KEYS (or NANOEDIT_API_KEYS_FILE), bind 127.0.0.1, or set "
-                            "NANOEDIT_ALLOW_INSECURE=1 if you really mean it")
-    return insecure
+from shared.redis_config import RedisSentinel, RedisTls
+from shared.settings_env import (
+    SettingsError as SettingsError,  # re-exported: callers catch it from here
+)
+from shared.settings_env import (
+    check_bind,
+    read_allow_hosts,
+    read_blob_config,
+    read_csv,
+    read_float,
+    read_int,
+    read_pool_max,
+    read_ports,
+    read_redis_sentinel,
+    read_redis_tls,
+    read_redis_url,
+    read_worker_class,
+)
+from shared.settings_env import (
+    check_webhook_secret as check_webhook_secret,
+)
+from shared.settings_env import (
+    is_loopback_host as is_loopback_host,
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = "nanoedit"
+    redis_tls: RedisTls | None = None  # set when redis_url is rediss:// (shared/redis_config.py)
+    redis_sentinel: RedisSentinel | None = None  # master found through Sentinel; the URL's host is then ignored
     data_dir: Path = Path("var")
     host: str = "127.0.0.1"
     port: int = 8000
@@ -196,6 +123,7 @@ class Settings:
     max_deliveries: int = 3
     visibility_timeout_s: int = 0  # 0 = derive: 2 × longest hard limit + max countdown + 60 s
     worker_heartbeat_s: int = 10
+    pool_max_processes: int = 64  # ceiling of a run-time pool resize, per worker instance (monitoring/pools.py)
     metrics_port: int = 0  # a worker instance's Prometheus endpoint (main process, all children); 0 = off
 
     report_interval_s: int = 30
@@ -219,6 +147,7 @@ class Settings:
     smtp_url: str = field(default="", repr=False)
     alert_email_to: str = ""
     log_level: str = "INFO"
+    blob: BlobConfig = field(default_factory=BlobConfig)  # files or an S3 bucket (shared/blob_config.py)
 
     @property
     def generate_soft_limit_s(self) -> int:
@@ -255,7 +184,8 @@ class Settings:
 
     @property
     def blob_dir(self) -> Path:
-        return self.data_dir / "blobs"
+        """The file backend's root: a file NANOEDIT_BLOB_URL's directory, else data_dir/blobs."""
+        return self.blob.root or self.data_dir / "blobs"
 
     def outbound_policy(self) -> OutboundPolicy:
         """Where client-chosen URLs (job webhooks) may point (shared/outbound.py)."""
@@ -280,19 +210,21 @@ class Settings:
         if secret:
             check_webhook_secret(secret)
         model = normalize_model_name(env.get("NANOEDIT_GEMINI_MODEL", "")) or DEFAULT_MODEL
-        insecure = _check_bind(env)
+        insecure = check_bind(env)
         return cls(
-            redis_url=env.get("NANOEDIT_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
+            redis_url=read_redis_url(env),
+            redis_tls=read_redis_tls(env),
+            redis_sentinel=read_redis_sentinel(env),
             redis_prefix=env.get("NANOEDIT_REDIS_PREFIX", "").strip() or "nanoedit",
             data_dir=Path(env.get("NANOEDIT_DATA_DIR", "").strip() or "var").resolve(),
             host=env.get("NANOEDIT_HOST", "").strip() or "127.0.0.1",
-            port=_int(env, "NANOEDIT_PORT", 8000, 1),
-            web_workers=_int(env, "NANOEDIT_WEB_WORKERS", 2, 1),
-            web_threads=_int(env, "NANOEDIT_WEB_THREADS", 4, 1),
-            web_worker_class=_worker_class(env),
-            web_worker_connections=_int(env, "NANOEDIT_WEB_WORKER_CONNECTIONS", 2000, 10),
-            max_waiters=_int(env, "NANOEDIT_MAX_WAITERS", 1000, 0),
-            stream_max_s=_int(env, "NANOEDIT_STREAM_MAX_S", 300, 1),
+            port=read_int(env, "NANOEDIT_PORT", 8000, 1),
+            web_workers=read_int(env, "NANOEDIT_WEB_WORKERS", 2, 1),
+            web_threads=read_int(env, "NANOEDIT_WEB_THREADS", 4, 1),
+            web_worker_class=read_worker_class(env),
+            web_worker_connections=read_int(env, "NANOEDIT_WEB_WORKER_CONNECTIONS", 2000, 10),
+            max_waiters=read_int(env, "NANOEDIT_MAX_WAITERS", 1000, 0),
+            stream_max_s=read_int(env, "NANOEDIT_STREAM_MAX_S", 300, 1),
             public_base_url=env.get("NANOEDIT_PUBLIC_BASE_URL", "").strip().rstrip("/"),
             provider=provider,
             provider_requested=requested,
@@ -300,70 +232,71 @@ class Settings:
             gemini_base_url=env.get("NANOEDIT_GEMINI_BASE_URL", "").strip(),
             gemini_model=model,
             models_file=env.get("NANOEDIT_MODELS_FILE", "").strip(),
-            gemini_concurrency=_int(env, "NANOEDIT_GEMINI_CONCURRENCY", 3, 1),
-            gemini_rpm=_int(env, "NANOEDIT_GEMINI_RPM", 0, 0),
-            gemini_timeout_s=_float(env, "NANOEDIT_GEMINI_TIMEOUT_S", 60.0, 0.1),
-            gemini_images_per_min=_int(env, "NANOEDIT_GEMINI_IMAGES_PER_MIN", 0, 0),
-            gemini_lease_s=_float(env, "NANOEDIT_GEMINI_LEASE_S", 0.0, 0.0),
-            quota_wait_s=_float(env, "NANOEDIT_QUOTA_WAIT_S", 2.0, 0.0),
-            rate_limit_cooldown_s=_float(env, "NANOEDIT_RATE_LIMIT_COOLDOWN_S", 10.0, 0.0),
-            circuit_failures=_int(env, "NANOEDIT_CIRCUIT_FAILURES", 5, 1),
-            circuit_failure_ratio=_float(env, "NANOEDIT_CIRCUIT_FAILURE_RATIO", 0.5, 0.01),
-            circuit_min_calls=_int(env, "NANOEDIT_CIRCUIT_MIN_CALLS", 20, 1),
-            circuit_window_s=_float(env, "NANOEDIT_CIRCUIT_WINDOW_S", 60.0, 1.0),
-            circuit_open_s=_float(env, "NANOEDIT_CIRCUIT_OPEN_S", 30.0, 0.1),
-            max_retries=_int(env, "NANOEDIT_MAX_RETRIES", 4, 0),
-            retry_base_s=_float(env, "NANOEDIT_RETRY_BASE_S", 1.0, 0.0),
+            gemini_concurrency=read_int(env, "NANOEDIT_GEMINI_CONCURRENCY", 3, 1),
+            gemini_rpm=read_int(env, "NANOEDIT_GEMINI_RPM", 0, 0),
+            gemini_timeout_s=read_float(env, "NANOEDIT_GEMINI_TIMEOUT_S", 60.0, 0.1),
+            gemini_images_per_min=read_int(env, "NANOEDIT_GEMINI_IMAGES_PER_MIN", 0, 0),
+            gemini_lease_s=read_float(env, "NANOEDIT_GEMINI_LEASE_S", 0.0, 0.0),
+            quota_wait_s=read_float(env, "NANOEDIT_QUOTA_WAIT_S", 2.0, 0.0),
+            rate_limit_cooldown_s=read_float(env, "NANOEDIT_RATE_LIMIT_COOLDOWN_S", 10.0, 0.0),
+            circuit_failures=read_int(env, "NANOEDIT_CIRCUIT_FAILURES", 5, 1),
+            circuit_failure_ratio=read_float(env, "NANOEDIT_CIRCUIT_FAILURE_RATIO", 0.5, 0.01),
+            circuit_min_calls=read_int(env, "NANOEDIT_CIRCUIT_MIN_CALLS", 20, 1),
+            circuit_window_s=read_float(env, "NANOEDIT_CIRCUIT_WINDOW_S", 60.0, 1.0),
+            circuit_open_s=read_float(env, "NANOEDIT_CIRCUIT_OPEN_S", 30.0, 0.1),
+            max_retries=read_int(env, "NANOEDIT_MAX_RETRIES", 4, 0),
+            retry_base_s=read_float(env, "NANOEDIT_RETRY_BASE_S", 1.0, 0.0),
             celery_rate_limit=env.get("NANOEDIT_CELERY_RATE_LIMIT", "").strip(),
-            job_deadline_s=_int(env, "NANOEDIT_JOB_DEADLINE_S", 600, 1),
-            local_delay_s=_float(env, "NANOEDIT_LOCAL_DELAY_S", 0.0, 0.0),
-            api_keys=_csv(env, "NANOEDIT_API_KEYS"),
+            job_deadline_s=read_int(env, "NANOEDIT_JOB_DEADLINE_S", 600, 1),
+            local_delay_s=read_float(env, "NANOEDIT_LOCAL_DELAY_S", 0.0, 0.0),
+            api_keys=read_csv(env, "NANOEDIT_API_KEYS"),
             api_keys_file=env.get("NANOEDIT_API_KEYS_FILE", "").strip(),
             key_hash_secret=env.get("NANOEDIT_KEY_HASH_SECRET", "").strip(),
-            key_submissions_per_min=_int(env, "NANOEDIT_KEY_SUBMISSIONS_PER_MIN", 120, 0),
-            key_max_waiting_jobs=_int(env, "NANOEDIT_KEY_MAX_WAITING_JOBS", 1000, 0),
-            key_monthly_budget_usd=_float(env, "NANOEDIT_KEY_MONTHLY_BUDGET_USD", 0.0, 0.0),
-            fair_queue_depth=_int(env, "NANOEDIT_FAIR_QUEUE_DEPTH", 8, 1),
+            key_submissions_per_min=read_int(env, "NANOEDIT_KEY_SUBMISSIONS_PER_MIN", 120, 0),
+            key_max_waiting_jobs=read_int(env, "NANOEDIT_KEY_MAX_WAITING_JOBS", 1000, 0),
+            key_monthly_budget_usd=read_float(env, "NANOEDIT_KEY_MONTHLY_BUDGET_USD", 0.0, 0.0),
+            fair_queue_depth=read_int(env, "NANOEDIT_FAIR_QUEUE_DEPTH", 8, 1),
             admin_token=env.get("NANOEDIT_ADMIN_TOKEN", "").strip(),
-            job_ttl_s=_int(env, "NANOEDIT_JOB_TTL_S", 24 * 3600, 1),
-            max_images=_int(env, "NANOEDIT_MAX_IMAGES", 8, 2),
-            max_image_bytes=_int(env, "NANOEDIT_MAX_IMAGE_BYTES", 20 * 1024 * 1024, 1024),
-            max_request_bytes=_int(env, "NANOEDIT_MAX_REQUEST_BYTES", 100 * 1024 * 1024, 1024),
-            max_image_pixels=_int(env, "NANOEDIT_MAX_IMAGE_PIXELS", 64_000_000, 1),
-            max_long_edge=_int(env, "NANOEDIT_MAX_LONG_EDGE", 2048, 64),
-            max_instruction_chars=_int(env, "NANOEDIT_MAX_INSTRUCTION_CHARS", 10_000, 1),
-            max_form_parts=_int(env, "NANOEDIT_MAX_FORM_PARTS", 64, 4),
+            job_ttl_s=read_int(env, "NANOEDIT_JOB_TTL_S", 24 * 3600, 1),
+            max_images=read_int(env, "NANOEDIT_MAX_IMAGES", 8, 2),
+            max_image_bytes=read_int(env, "NANOEDIT_MAX_IMAGE_BYTES", 20 * 1024 * 1024, 1024),
+            max_request_bytes=read_int(env, "NANOEDIT_MAX_REQUEST_BYTES", 100 * 1024 * 1024, 1024),
+            max_image_pixels=read_int(env, "NANOEDIT_MAX_IMAGE_PIXELS", 64_000_000, 1),
+            max_long_edge=read_int(env, "NANOEDIT_MAX_LONG_EDGE", 2048, 64),
+            max_instruction_chars=read_int(env, "NANOEDIT_MAX_INSTRUCTION_CHARS", 10_000, 1),
+            max_form_parts=read_int(env, "NANOEDIT_MAX_FORM_PARTS", 64, 4),
             # Above werkzeug's 64 KiB read chunk, which its per-field check also counts.
-            max_form_field_bytes=_int(env, "NANOEDIT_MAX_FORM_FIELD_BYTES", 256 * 1024, 128 * 1024),
-            max_json_bytes=_int(env, "NANOEDIT_MAX_JSON_BYTES", 32 * 1024 * 1024, 1024),
-            max_json_depth=_int(env, "NANOEDIT_MAX_JSON_DEPTH", 32, 4),
-            max_frames=_int(env, "NANOEDIT_MAX_FRAMES", 1000, 1),
-            max_output_bytes=_int(env, "NANOEDIT_MAX_OUTPUT_BYTES", 32 * 1024 * 1024, 1024),
-            max_output_pixels=_int(env, "NANOEDIT_MAX_OUTPUT_PIXELS", 4096 * 4096, 4096),
-            max_output_long_edge=_int(env, "NANOEDIT_MAX_OUTPUT_LONG_EDGE", 4096, 64),
-            allowed_hosts=tuple(h.lower() for h in _csv(env, "NANOEDIT_ALLOWED_HOSTS")),
+            max_form_field_bytes=read_int(env, "NANOEDIT_MAX_FORM_FIELD_BYTES", 256 * 1024, 128 * 1024),
+            max_json_bytes=read_int(env, "NANOEDIT_MAX_JSON_BYTES", 32 * 1024 * 1024, 1024),
+            max_json_depth=read_int(env, "NANOEDIT_MAX_JSON_DEPTH", 32, 4),
+            max_frames=read_int(env, "NANOEDIT_MAX_FRAMES", 1000, 1),
+            max_output_bytes=read_int(env, "NANOEDIT_MAX_OUTPUT_BYTES", 32 * 1024 * 1024, 1024),
+            max_output_pixels=read_int(env, "NANOEDIT_MAX_OUTPUT_PIXELS", 4096 * 4096, 4096),
+            max_output_long_edge=read_int(env, "NANOEDIT_MAX_OUTPUT_LONG_EDGE", 4096, 64),
+            allowed_hosts=tuple(h.lower() for h in read_csv(env, "NANOEDIT_ALLOWED_HOSTS")),
             allow_insecure=insecure,
-            preprocess_soft_limit_s=_int(env, "NANOEDIT_PREPROCESS_SOFT_LIMIT_S", 60, 1),
-            preprocess_hard_limit_s=_int(env, "NANOEDIT_PREPROCESS_HARD_LIMIT_S", 90, 2),
-            max_countdown_s=_int(env, "NANOEDIT_MAX_COUNTDOWN_S", 120, 1),
-            max_deliveries=_int(env, "NANOEDIT_MAX_DELIVERIES", 3, 1),
-            visibility_timeout_s=_int(env, "NANOEDIT_VISIBILITY_TIMEOUT_S", 0, 0),
-            worker_heartbeat_s=_int(env, "NANOEDIT_WORKER_HEARTBEAT_S", 10, 1),
-            metrics_port=_int(env, "NANOEDIT_METRICS_PORT", 0, 0),
-            report_interval_s=_int(env, "NANOEDIT_REPORT_INTERVAL_S", 30, 1),
-            report_min_samples=_int(env, "NANOEDIT_REPORT_MIN_SAMPLES", 20, 1),
-            reconcile_interval_s=_int(env, "NANOEDIT_RECONCILE_INTERVAL_S", 15, 1),
-            cache_ttl_s=_int(env, "NANOEDIT_CACHE_TTL_S", 3600, 0),
+            preprocess_soft_limit_s=read_int(env, "NANOEDIT_PREPROCESS_SOFT_LIMIT_S", 60, 1),
+            preprocess_hard_limit_s=read_int(env, "NANOEDIT_PREPROCESS_HARD_LIMIT_S", 90, 2),
+            max_countdown_s=read_int(env, "NANOEDIT_MAX_COUNTDOWN_S", 120, 1),
+            max_deliveries=read_int(env, "NANOEDIT_MAX_DELIVERIES", 3, 1),
+            visibility_timeout_s=read_int(env, "NANOEDIT_VISIBILITY_TIMEOUT_S", 0, 0),
+            worker_heartbeat_s=read_int(env, "NANOEDIT_WORKER_HEARTBEAT_S", 10, 1),
+            pool_max_processes=read_pool_max(env),
+            metrics_port=read_int(env, "NANOEDIT_METRICS_PORT", 0, 0),
+            report_interval_s=read_int(env, "NANOEDIT_REPORT_INTERVAL_S", 30, 1),
+            report_min_samples=read_int(env, "NANOEDIT_REPORT_MIN_SAMPLES", 20, 1),
+            reconcile_interval_s=read_int(env, "NANOEDIT_RECONCILE_INTERVAL_S", 15, 1),
+            cache_ttl_s=read_int(env, "NANOEDIT_CACHE_TTL_S", 3600, 0),
             webhook_secret=env.get("NANOEDIT_WEBHOOK_SECRET", "").strip(),
-            webhook_timeout_s=_float(env, "NANOEDIT_WEBHOOK_TIMEOUT_S", 10.0, 0.1),
-            webhook_max_attempts=_int(env, "NANOEDIT_WEBHOOK_MAX_ATTEMPTS", 0, 0),
-            webhook_retry_hours=_float(env, "NANOEDIT_WEBHOOK_RETRY_HOURS", 24.0, 0.0),
-            webhook_retry_base_s=_float(env, "NANOEDIT_WEBHOOK_RETRY_BASE_S", 5.0, 0.01),
-            webhook_retry_cap_s=_float(env, "NANOEDIT_WEBHOOK_RETRY_CAP_S", 3600.0, 0.01),
-            webhook_dispatch_interval_s=_float(env, "NANOEDIT_WEBHOOK_DISPATCH_INTERVAL_S", 5.0, 0.5),
-            webhook_allow_hosts=_allow_hosts(env),
-            webhook_allowed_ports=_ports(env, "NANOEDIT_WEBHOOK_ALLOWED_PORTS", (80, 443)),
-            webhook_resolve_timeout_s=_float(env, "NANOEDIT_WEBHOOK_RESOLVE_TIMEOUT_S", 2.0, 0.1),
+            webhook_timeout_s=read_float(env, "NANOEDIT_WEBHOOK_TIMEOUT_S", 10.0, 0.1),
+            webhook_max_attempts=read_int(env, "NANOEDIT_WEBHOOK_MAX_ATTEMPTS", 0, 0),
+            webhook_retry_hours=read_float(env, "NANOEDIT_WEBHOOK_RETRY_HOURS", 24.0, 0.0),
+            webhook_retry_base_s=read_float(env, "NANOEDIT_WEBHOOK_RETRY_BASE_S", 5.0, 0.01),
+            webhook_retry_cap_s=read_float(env, "NANOEDIT_WEBHOOK_RETRY_CAP_S", 3600.0, 0.01),
+            webhook_dispatch_interval_s=read_float(env, "NANOEDIT_WEBHOOK_DISPATCH_INTERVAL_S", 5.0, 0.5),
+            webhook_allow_hosts=read_allow_hosts(env),
+            webhook_allowed_ports=read_ports(env, "NANOEDIT_WEBHOOK_ALLOWED_PORTS", (80, 443)),
+            webhook_resolve_timeout_s=read_float(env, "NANOEDIT_WEBHOOK_RESOLVE_TIMEOUT_S", 2.0, 0.1),
             alert_rules=env.get("NANOEDIT_ALERT_RULES", "").strip(),
             alert_webhook_url=env.get("NANOEDIT_ALERT_WEBHOOK_URL", "").strip(),
             alert_webhook_secret=env.get("NANOEDIT_ALERT_WEBHOOK_SECRET", "").strip(),
@@ -371,4 +304,5 @@ class Settings:
             smtp_url=env.get("NANOEDIT_SMTP_URL", "").strip(),
             alert_email_to=env.get("NANOEDIT_ALERT_EMAIL_TO", "").strip(),
             log_level=(env.get("NANOEDIT_LOG_LEVEL", "").strip() or "INFO").upper(),
+            blob=read_blob_config(env),
         )

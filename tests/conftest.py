@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
@@ -11,6 +12,9 @@ import redis
 from tests.support.stack import RedisServer, Stack, start_stack
 from workers.fake_gemini.config import FakeGeminiConfig
 from workers.fake_gemini.server import FakeGeminiServer
+
+if TYPE_CHECKING:
+    from tests.support.s3 import MotoS3
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -37,6 +41,16 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     s = start_stack(redis_server.url(0), tmp_path_factory.mktemp("stack"), preprocess=2, generate=(3,), beat=True)
     yield s
     s.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[MotoS3]:
+    """A real S3 server (moto, server mode) on loopback for the session; each test makes its own bucket."""
+    from tests.support.s3 import MotoS3 as Server  # moto loads only for the tests that use it
+
+    server = Server()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")

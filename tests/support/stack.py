@@ -23,6 +23,9 @@ from typing import Any
 import pytest
 import redis
 
+from shared.redis_conn import redis_client
+from shared.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = "whsec_" + "dGVzdC13ZWJob29rLXNlY3JldC0zMi1ieXRlcyEhISE="  # base64 of a fixed test secret
 
@@ -130,11 +133,14 @@ class Stack:
         return proc
 
     def start_worker(self, queue: str, concurrency: int, name: str | None = None,
-                     extra_env: dict[str, str] | None = None) -> Proc:
+                     extra_env: dict[str, str] | None = None, pool_type: str | None = None) -> Proc:
+        """One worker instance for `queue`, with the Procfile's pool type unless `pool_type` says otherwise."""
         name = name or queue
         if queue == "preprocess":  # as in the Procfile: preprocess instances also do the upkeep
             queue = "preprocess,maintenance"
-        pool = ["-P", "threads"] if queue == "webhooks" else []  # as in the Procfile: a thread pool
+        # As in the Procfile: webhooks on a thread pool, generate on gevent (workers/concurrency.py).
+        pool_type = pool_type or {"webhooks": "threads", "generate": "gevent"}.get(queue, "prefork")
+        pool = ["-P", pool_type]
         return self.spawn(name, ["celery", "-A", "workers.celery_app", "worker", "-Q", queue, "-n",
                                  f"{name}@%h", "-c", str(concurrency), *pool, "--without-mingle", "--without-gossip",
                                  "--loglevel", "INFO"], extra_env)
@@ -147,7 +153,7 @@ class Stack:
         return self.spawn("web", ["gunicorn", "--config", "deploy/gunicorn.conf.py", "api.wsgi:app"])
 
     def wait_live(self, queues: tuple[str, ...] = ("preprocess", "generate"), timeout_s: float = 60) -> None:
-        r = redis.Redis.from_url(self.env["NANOEDIT_REDIS_URL"], decode_responses=True)
+        r = redis_client(Settings.from_env(self.env))  # as the processes connect: TLS and Sentinel included
         prefix = self.env.get("NANOEDIT_REDIS_PREFIX", "nanoedit")
 
         def live() -> bool:
@@ -204,7 +210,7 @@ def make_stack(redis_url: str, data_dir: Path, **overrides: str) -> Stack:
 
 def start_stack(redis_url: str, data_dir: Path, *, preprocess: int = 1, generate: tuple[int, ...] = (2,),
                 beat: bool = False, flush: bool = True, generate_env: dict[str, str] | None = None,
-                webhooks: int = 2, **env: str) -> Stack:
+                webhooks: int = 2, generate_pool: str | None = None, **env: str) -> Stack:
     """A running stack: API, one preprocess instance, one generate instance per entry of `generate` (named
     gen1, gen2, ... when there are several), one webhooks instance (`webhooks` threads; 0 = none), optionally
     beat. Flushes its Redis database first. On a start-up failure it prints every process log and stops what it
@@ -216,7 +222,7 @@ def start_stack(redis_url: str, data_dir: Path, *, preprocess: int = 1, generate
         s.start_worker("preprocess", preprocess)
         for n, concurrency in enumerate(generate, start=1):
             s.start_worker("generate", concurrency, name="generate" if len(generate) == 1 else f"gen{n}",
-                           extra_env=generate_env)
+                           extra_env=generate_env, pool_type=generate_pool)
         if webhooks:
             s.start_worker("webhooks", webhooks)
         if beat:
