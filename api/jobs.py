@@ -19,34 +19,41 @@ from api.services import Services, services
 from api.waiting import answer_with_wait
 from monitoring.metrics import JOBS_SUBMITTED
 from shared.blobs import input_key, job_prefix, output_key
-from shared.errors import ClientInputError, Conflict, NanoeditError, NotFound, job_error
+from shared.errors import BlobStoreUnavailable, ClientInputError, Conflict, NanoeditError, NotFound, job_error
 from shared.jobs.model import STATUSES, InputMeta, Job, JobStage, JobStatus, OutputStatus, is_valid_job_id
+from shared.jobs.reads import JobRead
 from shared.jobs.view import public_view
 
 log = logging.getLogger("nanoedit.api.jobs")
 bp = Blueprint("jobs", __name__)
 
 
-def _view(svc: Services, job: Job) -> dict[str, Any]:
-    position = None if job.terminal else svc.store.queue_position(job.id)
-    return public_view(job, base_url=svc.settings.public_base_url, queue_position=position,
-                       estimated_wait_s=svc.store.estimated_wait_s(position))
+def _view(svc: Services, job: Job, read: JobRead | None = None) -> dict[str, Any]:
+    """The public job; `read` (the status read that loaded `job`) already carries its place in line and ETA."""
+    if read is not None and read.job is job:
+        position, eta = read.queue_position, read.estimated_wait_s
+    else:
+        position = None if job.terminal else svc.store.queue_position(job.id)
+        eta = svc.store.estimated_wait_s(position)
+    return public_view(job, base_url=svc.settings.public_base_url, queue_position=position, estimated_wait_s=eta)
 
 
-def _owned_job(svc: Services, job_id: str) -> Job:
-    """The caller's job or 404 (another owner's job is reported as unknown, not forbidden: no id probing)."""
-    owner = caller(svc.settings, request)
+def _owned_read(svc: Services, job_id: str) -> JobRead:
+    """The caller's job with its place in line (one Redis round trip), or 404: another owner's job is reported as
+    unknown, not forbidden (no id probing)."""
     if not is_valid_job_id(job_id):
         raise NotFound(f"{job_id[:40]!r} is not a job id", suggestion="Job ids are 32 hex characters, "
                                                                        "as returned by POST /v1/jobs.")
-    if svc.settings.auth_enabled and svc.store.owner_of(job_id) not in (None, owner):
+    owner = caller(svc.settings, request) if svc.settings.auth_enabled else None
+    read = svc.store.read(job_id, owner)
+    if read is None:
         raise NotFound(f"no job {job_id}", suggestion="Check the id; jobs are visible only to the key that "
                                                       "created them.")
-    job = svc.store.get(job_id)
-    if job is None or (svc.settings.auth_enabled and job.owner != owner):
-        raise NotFound(f"no job {job_id}", suggestion="Check the id; jobs are visible only to the key that "
-                                                      "created them.")
-    return job
+    return read
+
+
+def _owned_job(svc: Services, job_id: str) -> Job:
+    return _owned_read(svc, job_id).job
 
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -109,7 +116,11 @@ def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cach
     now = svc.clock.now()
     inputs = []
     for i, img in enumerate(sub.images):
-        svc.blobs.put(input_key(job_id, i), img.data)
+        try:
+            svc.blobs.put(input_key(job_id, i), img.data)
+        except BlobStoreUnavailable:  # 503 storage_unavailable; no record refers to what was stored
+            _forget_blobs(svc, job_id)
+            raise
         inputs.append(InputMeta(index=i, mime_type=img.info.mime_type, bytes=len(img.data),
                                 width=img.info.width, height=img.info.height, sha256=img.sha256))
     s = svc.settings
@@ -128,7 +139,7 @@ def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cach
             job.cached_from = cached.id
         svc.store.create(job)
     except Exception:
-        svc.blobs.delete_prefix(job_prefix(job_id))
+        _forget_blobs(svc, job_id)
         raise NanoeditError("could not write the job record", code="service_unavailable") from None
     if cached is not None and _serve_from_cache(svc, job, cached):
         return svc.store.get(job_id) or job
@@ -144,13 +155,22 @@ def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cach
     return job
 
 
+def _forget_blobs(svc: Services, job_id: str, sub: str = "") -> None:
+    """Best effort: delete what was stored for a job that will not use it (a bucket lifecycle rule is the
+    backstop when the store is down: docs/operations.md, "Object storage")."""
+    try:
+        svc.blobs.delete_prefix(f"{job_prefix(job_id)}{sub}")
+    except BlobStoreUnavailable:
+        log.warning("could not delete unused blobs", extra={"job_id": job_id})
+
+
 def _serve_from_cache(svc: Services, job: Job, cached: Job) -> bool:
     """Finish `job` at once with copies of `cached`'s outputs: no queue, no provider call, nothing billed."""
     try:
         for index in sorted(cached.outputs):
             svc.blobs.put(output_key(job.id, index), svc.blobs.get(output_key(cached.id, index)))
-    except FileNotFoundError:  # the cached job expired under us: fall back to a normal run
-        svc.blobs.delete_prefix(f"{job_prefix(job.id)}/outputs")
+    except (FileNotFoundError, BlobStoreUnavailable):  # expired under us, or storage down: run it normally
+        _forget_blobs(svc, job.id, "/outputs")
         svc.store.forget_cache_hit(job.id)
         return False
     svc.store.finish_from_cache(job.id, cached)
@@ -161,11 +181,12 @@ def _serve_from_cache(svc: Services, job: Job, cached: Job) -> bool:
 @bp.get("/v1/jobs/<job_id>")
 def get_job(job_id: str) -> Response | tuple[Response, int, dict[str, str]]:
     svc = services()
-    job = _owned_job(svc, job_id)
+    read = _owned_read(svc, job_id)
+    job = read.job
     owner = caller(svc.settings, request)
 
     def view(j: Job) -> dict[str, Any]:  # only here: the chain of ancestors (api/references.py)
-        return {**_view(svc, j), "lineage": lineage(svc, j, owner)}
+        return {**_view(svc, j, read), "lineage": lineage(svc, j, owner)}
 
     waited = answer_with_wait(svc, job, view, {})
     if waited is not None:  # `Prefer: wait=N` (api/waiting.py)
@@ -189,11 +210,18 @@ def get_output(job_id: str, n: str) -> Response:
     etag = meta.sha256 or hashlib.sha256(str(meta).encode()).hexdigest()
     if request.if_none_match.contains(etag):
         return Response(status=304, headers={"ETag": f'"{etag}"'})
-    data = svc.blobs.get(output_key(job_id, index))
     ext = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}.get(meta.mime_type, "bin")
+    filename = f"{job_id}-{index}.{ext}"
+    if svc.settings.blob.redirects:  # NANOEDIT_BLOB_REDIRECTS: the client fetches the bytes from the store
+        url = svc.blobs.presigned_get(output_key(job_id, index), svc.settings.blob.redirect_ttl_s,
+                                      content_type=meta.mime_type, filename=filename)
+        if url is not None:
+            return Response(status=307, headers={"Location": url, "ETag": f'"{etag}"',
+                                                 "Cache-Control": "private, no-store"})
+    data = svc.blobs.get(output_key(job_id, index))
     return Response(data, mimetype=meta.mime_type, headers={
         "ETag": f'"{etag}"', "Cache-Control": "private, max-age=3600",
-        "Content-Disposition": f'inline; filename="{job_id}-{index}.{ext}"'})
+        "Content-Disposition": f'inline; filename="{filename}"'})
 
 
 @bp.delete("/v1/jobs/<job_id>")

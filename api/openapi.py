@@ -29,6 +29,7 @@ from api.openapi_parts import (
     _responses,
     with_rate_limit_headers,
 )
+from api.openapi_pools import pools_paths
 from api.openapi_references import json_image_schema, multipart_counts, parent_schema
 from api.openapi_waiting import with_waiting
 from api.openapi_webhooks import webhook_paths
@@ -298,9 +299,17 @@ def _job_paths(s: Settings) -> dict[str, Any]:
         _responses({200: {"description": "The image bytes.", "content": image_content,
                           "headers": _headers("ETag")},
                     304: {"description": "Not modified (If-None-Match matched the ETag).",
-                          "headers": _headers("ETag")}},
-                   401, 404, 409, 410, 500),
-        description="409 while the output is not produced yet or when it failed (see output_errors).",
+                          "headers": _headers("ETag")},
+                    307: {"description": "Only when the operator set NANOEDIT_BLOB_REDIRECTS=1: fetch the image "
+                                         "from the short-lived presigned object-store URL in Location (no API "
+                                         "key needed there; it answers with the same type and file name).",
+                          "headers": {**_headers("ETag"), "Location": {
+                              "description": "Presigned URL of the image, valid NANOEDIT_BLOB_REDIRECT_TTL_S "
+                                             "seconds (default 300).",
+                              "schema": {"type": "string", "format": "uri"}}}}},
+                   401, 404, 409, 410, 500, 503),
+        description="409 while the output is not produced yet or when it failed (see output_errors). "
+                    "503 storage_unavailable when the image storage cannot be reached.",
         parameters=[job_id,
                     {"name": "n", "in": "path", "required": True, "description": "Output index, 0-based.",
                      "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OUTPUTS - 1}},
@@ -370,6 +379,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "tags": [{"name": "jobs"}, {"name": "meta"}, {"name": "health"}],
         "security": security,
         "paths": with_rate_limit_headers({**with_waiting(_job_paths(settings)), **webhook_paths(), **_meta_paths(),
-                                          **model_paths(), **_admin_paths(), **_metrics_paths(), **_alert_paths()}),
+                                          **model_paths(), **_admin_paths(), **pools_paths(settings),
+                                          **_metrics_paths(), **_alert_paths()}),
         "components": _components(settings),
     }

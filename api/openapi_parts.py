@@ -32,7 +32,8 @@ _ERROR_TEXT = {
     429: "The key's submissions per minute are spent (code rate_limited) or too many of its jobs are queued or "
          "running (code too_many_jobs_waiting); retry after Retry-After seconds.",
     500: "Unexpected failure (code internal_error); details name the request id.",
-    503: "Redis or the queue is unreachable (code service_unavailable); retry after Retry-After seconds.",
+    503: "Redis or the queue is unreachable (code service_unavailable), or the image storage is "
+         "(code storage_unavailable); retry after Retry-After seconds.",
 }
 
 

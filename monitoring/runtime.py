@@ -20,7 +20,7 @@ import redis
 from monitoring.hooks import install_terminal_hook
 from monitoring.outcomes import OutcomeRecorder
 from shared.apikeys import KeyRing
-from shared.blobs import BlobStore, FilesystemBlobStore
+from shared.blobs import BlobStore, blob_store
 from shared.catalogue import check_configured, load_catalogue, model_limits
 from shared.circuit import CircuitBreaker
 from shared.clock import Clock, SystemClock
@@ -69,7 +69,7 @@ def build_runtime(settings: Settings, *, clock: Clock | None = None, redis_conn:
     install_terminal_hook(store, recorder, enq.webhook)
     return Runtime(
         settings=settings, clock=clock, redis=r, store=store,
-        blobs=blobs if blobs is not None else FilesystemBlobStore(settings.blob_dir),
+        blobs=blobs if blobs is not None else blob_store(settings),  # NANOEDIT_BLOB_URL (shared/blobs.py)
         enqueuer=enq,
         limiter=FleetLimiter(r, settings.redis_prefix, settings.limit_config(),
                              model_limits=model_limits(load_catalogue(settings.models_file))),

@@ -1,8 +1,11 @@
 """Blob storage for image bytes: inputs, prepared inputs and outputs. Never Redis, never Celery messages.
 
-`BlobStore` is the interface (an object store can implement it later); `FilesystemBlobStore` is the default,
-under NANOEDIT_DATA_DIR/blobs. Writes are atomic (temp file + rename) so a reader never sees half a file and a
-redelivered task that finds a blob can trust it.
+`BlobStore` is the interface; `FilesystemBlobStore` is the default, under NANOEDIT_DATA_DIR/blobs (or the
+directory of a `file://` NANOEDIT_BLOB_URL); `shared/blobs_s3.py` is the S3-compatible object store
+(`s3://bucket/prefix`). `blob_store(settings)` picks one; `monitoring/runtime.build_runtime` is its one caller.
+Writes are atomic (temp file + rename; one PUT on S3) so a reader never sees half a blob and a redelivered task
+that finds a blob can trust it. A missing blob is `FileNotFoundError` in every backend; a store that cannot be
+reached is `shared.errors.BlobStoreUnavailable`.
 """
 
 from __future__ import annotations
@@ -12,7 +15,10 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,255}$")
 
@@ -25,6 +31,19 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def delete_prefix(self, prefix: str) -> int: ...
+
+    def presigned_get(self, key: str, ttl_s: int, *, content_type: str, filename: str) -> str | None:
+        """A short-lived URL a client can GET the blob from directly, or None if this store has none."""
+        ...
+
+
+def blob_store(settings: Settings) -> BlobStore:
+    """The store NANOEDIT_BLOB_URL names: S3-compatible for `s3://`, else files (the default)."""
+    if settings.blob.backend == "s3":
+        from shared.blobs_s3 import S3BlobStore  # boto3 loads only in processes that use it
+
+        return S3BlobStore.from_settings(settings)
+    return FilesystemBlobStore(settings.blob_dir)
 
 
 def input_key(job_id: str, index: int) -> str:
@@ -84,6 +103,9 @@ class FilesystemBlobStore:
         shutil.rmtree(path, ignore_errors=True)
         return count
 
+    def presigned_get(self, key: str, ttl_s: int, *, content_type: str, filename: str) -> str | None:
+        return None  # a local file has no URL: the API streams it
+
 
 class MemoryBlobStore:
     """Stub backend for unit tests."""
@@ -108,3 +130,6 @@ class MemoryBlobStore:
         for k in doomed:
             del self.blobs[k]
         return len(doomed)
+
+    def presigned_get(self, key: str, ttl_s: int, *, content_type: str, filename: str) -> str | None:
+        return None

@@ -100,7 +100,8 @@ def run_preprocess(ctx: WorkerContext, job_id: str) -> None:
         return
     if not store.mark_prepared(job_id, prepared):
         return
-    store.mark_waiting(GENERATE_QUEUE, job_id, job.created_at * 1000)
+    # Joins the generate line and records each output's message as expected (the lost-message ledger).
+    store.expect_first_generate(job_id, job.num_images, job.created_at * 1000)
     for index in range(job.num_images):  # through the owner's fair line (shared/fairqueue.py)
         ctx.enqueuer.generate(job_id, index, attempt=1, owner=job.owner)
     store.mark_generate_enqueued(job_id)
@@ -155,6 +156,19 @@ def run_generate(ctx: WorkerContext, job_id: str, index: int, attempt: int, wait
         return _call_provider(ctx, job, index, attempt, gate.probe)
     finally:
         ctx.limiter.release(holder, model=job.model)
+
+
+def storage_wait(ctx: WorkerContext, job_id: str, attempt: int, wait: int) -> RetryLater:
+    """The blob store was unreachable during generate (`BlobStoreUnavailable`): come back after a backoff like
+    any transient failure, but as a wait (no provider retry burned). The job's deadline bounds the waits: the
+    next delivery past it ends the output with deadline_exceeded. Redoing the stage is safe: a stored output
+    is found and recorded; only an output whose upload failed is asked for again."""
+    countdown = backoff_delay(wait + 1, base_s=max(1.0, ctx.settings.retry_base_s),
+                              cap_s=float(ctx.settings.max_countdown_s))
+    metrics.GENERATE_REQUEUES.labels("storage_unavailable").inc()
+    log.warning("blob store unavailable; generate comes back later",
+                extra={"job_id": job_id, "countdown_s": round(countdown, 2)})
+    return RetryLater(countdown=max(0.5, countdown), attempt=attempt, wait=wait + 1)
 
 
 def _quota_error(ctx: WorkerContext, job: Job, reason: str, wait_s: float) -> JobError:

@@ -15,7 +15,7 @@ import redis
 from celery import Task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
 
-from shared.errors import job_error
+from shared.errors import BlobStoreUnavailable, job_error
 from shared.logging_setup import log_context
 from shared.queueing import (
     GENERATE_QUEUE,
@@ -91,6 +91,11 @@ def preprocess(self: Task, job_id: str) -> None:
             if _poisoned(ctx, self, job_id):
                 return
             pipeline.run_preprocess(ctx, job_id)
+        except BlobStoreUnavailable as exc:
+            # Inputs cannot be read or prepared ones stored (NANOEDIT_BLOB_URL unreachable): nothing expensive
+            # has happened yet, so the job ends at once with a retryable, coded error instead of waiting.
+            log.warning("blob store unavailable during preprocessing; failing job", extra={"job_id": job_id})
+            pipeline.fail_job(ctx, job_id, "storage_unavailable", f"preprocessing: {exc.details}")
         except SoftTimeLimitExceeded:
             pipeline.fail_job(ctx, job_id, "internal_error",
                               f"preprocessing exceeded {ctx.settings.preprocess_soft_limit_s}s")
@@ -109,6 +114,8 @@ def generate(self: Task, job_id: str, index: int, attempt: int = 1, wait: int = 
             if _poisoned(ctx, self, job_id):
                 return
             retry = pipeline.run_generate(ctx, job_id, index, attempt, wait)
+        except BlobStoreUnavailable:  # transient: back to the queue after a backoff (pipeline.storage_wait)
+            retry = pipeline.storage_wait(ctx, job_id, attempt, wait)
         except SoftTimeLimitExceeded:
             # The provider call outlived its timeout by a wide margin: treat it as an upstream timeout.
             ctx.store.fail_output(job_id, index, job_error(
@@ -122,6 +129,7 @@ def generate(self: Task, job_id: str, index: int, attempt: int = 1, wait: int = 
             _refill(ctx, GENERATE_QUEUE)
         if retry is not None:
             try:  # a retry or quota wait: straight to Celery with its countdown, not through the fair line
+                ctx.store.expect_generate(job_id, [index], countdown_s=retry.countdown)  # lost-message ledger
                 ctx.enqueuer.generate(job_id, index, attempt=retry.attempt, countdown=retry.countdown,
                                       wait=retry.wait)
             except Exception as exc:  # the broker is down: keep this message instead (redelivered later)
