@@ -12,10 +12,19 @@ short. Pumps run on every push, at the end of every preprocess and generate task
 and every `PUMP_INTERVAL_S` from beat as a safety net. Retries and quota waits (`generate` without `owner`, with a
 countdown) go straight to Celery: the job was already admitted, and holding its retry back would only make it
 slower, not anyone else faster.
+
+`CeleryEnqueuer.generate_in_flight` tells the lost-message reconciler (workers/maintenance.py) which outputs still
+have a generate message somewhere: in a fair line or taken from one, in the Celery `generate` list, or in kombu's
+`unacked` hash (delivered to a worker, not yet acknowledged). The last two are kombu's internal layout of its
+Redis transport (list of JSON payloads; hash of delivery tag → JSON `[payload, exchange, routing_key]`, task id in
+`payload["headers"]["id"]`). Reading it is acceptable here: kombu is pinned (kombu==5.7.0), this module already
+owns the broker configuration, and tests/e2e/test_lost_generate.py checks the layout against a real broker, so
+an upgrade that changes it fails a test instead of silently re-sending work.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -25,6 +34,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from shared.fairqueue import FairQueue
+from shared.redis_conn import broker_connection
 from shared.settings import Settings
 
 log = logging.getLogger("nanoedit.queueing")
@@ -56,13 +66,18 @@ TASK_PUMP = "nanoedit.pump"
 # The job queues with a fair line per owner in front of them, and how often beat pumps them (safety net).
 FAIR_QUEUES = (PREPROCESS_QUEUE, GENERATE_QUEUE)
 PUMP_INTERVAL_S = 1.0
+# How many waiting generate messages (and fair-line items) `generate_in_flight` reads at most; beyond that it
+# answers None ("cannot tell") and the reconciler re-sends nothing.
+IN_FLIGHT_READ_LIMIT = 1000
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
     vt = settings.effective_visibility_timeout_s
     exchange = Exchange("nanoedit", type="direct")
+    broker = broker_connection(settings)  # plain, TLS or Sentinel (shared/redis_conn.py)
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": broker.url,
+        "broker_use_ssl": broker.use_ssl,
         "broker_connection_retry_on_startup": True,
         "broker_transport_options": {
             "visibility_timeout": vt,
@@ -71,6 +86,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "unacked_restore_throttle": 1,
             "socket_timeout": 30,
             "socket_connect_timeout": 5,
+            **broker.transport_options,
         },
         "task_serializer": "json",
         "accept_content": ["json"],
@@ -128,7 +144,8 @@ class Enqueuer(Protocol):
     `preprocess` and `generate(..., owner=...)` admit a job's work through `owner`'s fair line; `generate`
     without `owner` (retries, quota waits) sends at once. `pump(queue)` moves waiting work into the Celery queue
     and returns how many tasks it sent. `queue_depths` counts, per job queue, the Celery messages plus the work
-    waiting in the fair lines in front of it.
+    waiting in the fair lines in front of it. `generate_in_flight` names the outputs that still have a generate
+    message on its way (None: too many to read), for the lost-message reconciler.
     """
 
     def preprocess(self, job_id: str, owner: str) -> None: ...
@@ -141,6 +158,22 @@ class Enqueuer(Protocol):
     def webhook(self, job_id: str, attempt: int = 1, countdown: float | None = None) -> None: ...
 
     def queue_depths(self) -> dict[str, int]: ...
+
+    def generate_in_flight(self, limit: int = IN_FLIGHT_READ_LIMIT) -> frozenset[tuple[str, int]] | None: ...
+
+
+def generate_output_of(task_id: str) -> tuple[str, int] | None:
+    """(job id, output index) of a generate task id `{job_id}.generate.{index}.{attempt}[w{wait}]`."""
+    job_id, sep, rest = task_id.partition(".generate.")
+    index = rest.split(".", 1)[0]
+    return (job_id, int(index)) if sep and job_id and index.isdigit() else None
+
+
+def _generate_output_in(payload: Any) -> tuple[str, int] | None:
+    headers = payload.get("headers") if isinstance(payload, dict) else None
+    if not isinstance(headers, dict) or headers.get("task") != TASK_GENERATE:
+        return None
+    return generate_output_of(str(headers.get("id") or ""))
 
 
 @dataclass
@@ -156,6 +189,7 @@ class RecordingEnqueuer:
     depths: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ALL_QUEUES, 0))
     owners: dict[str, str] = field(default_factory=dict)
     pumped: list[str] = field(default_factory=list)
+    in_flight: frozenset[tuple[str, int]] | None = frozenset()  # what `generate_in_flight()` answers
 
     @property
     def preprocessed(self) -> list[str]:
@@ -180,6 +214,9 @@ class RecordingEnqueuer:
 
     def queue_depths(self) -> dict[str, int]:
         return self.depths
+
+    def generate_in_flight(self, limit: int = IN_FLIGHT_READ_LIMIT) -> frozenset[tuple[str, int]] | None:
+        return self.in_flight
 
 
 class CeleryEnqueuer:
@@ -266,3 +303,38 @@ class CeleryEnqueuer:
             for q in FAIR_QUEUES:
                 depths[q] = depths.get(q, 0) + self.fair.backlog(q).items
         return depths
+
+    def generate_in_flight(self, limit: int = IN_FLIGHT_READ_LIMIT) -> frozenset[tuple[str, int]] | None:
+        """(job id, output index) of every generate message still somewhere on its way (module docstring), or
+        None when more than `limit` wait in a fair line or in the Celery list (too many to read every run).
+
+        Read in the order work moves (fair lines, then the broker), so an item moving on between two reads is
+        seen at its next place; the Celery list and `unacked` are read in one MULTI, so kombu's restore of an
+        unacked message (one transaction) cannot hide it. The only moment a message is invisible is between a
+        worker's BRPOP and its unacked write: the loss window itself, which the reconciler's grace covers.
+        """
+        found: set[tuple[str, int]] = set()
+        if self.fair is not None:
+            items = self.fair.pending(GENERATE_QUEUE, limit)
+            if items is None:
+                return None
+            for item in items:
+                job_id, _, index = item.rpartition(".")
+                if job_id and index.isdigit():
+                    found.add((job_id, int(index)))
+        options = self.app.conf.broker_transport_options or {}
+        unacked_key = str(options.get("unacked_key") or "unacked")
+        with self.app.connection_for_write() as conn:
+            pipe = conn.default_channel.client.pipeline(transaction=True)
+            pipe.lrange(GENERATE_QUEUE, 0, limit)  # one past the limit: tells "too many" without LLEN
+            pipe.hvals(unacked_key)
+            waiting, unacked = pipe.execute()
+        if len(waiting) > limit:
+            return None
+        payloads = [json.loads(raw) for raw in waiting]
+        for raw in unacked:
+            value = json.loads(raw)
+            if isinstance(value, list) and value:
+                payloads.append(value[0])
+        found.update(out for p in payloads if (out := _generate_output_in(p)) is not None)
+        return frozenset(found)

@@ -30,6 +30,9 @@ def main() -> int:
             print(f"nanoedit: *** INSECURE *** auth is off and the API listens on {s.host}, beyond loopback "
                   "(NANOEDIT_ALLOW_INSECURE=1): anyone who can reach it can use the service", file=sys.stderr)
     print(f"nanoedit: Redis {redact(redact_url(s.redis_url), secrets_of(s))}", file=sys.stderr)
+    if s.redis_sentinel is not None:  # the URL's host is then ignored (shared/redis_config.py)
+        nodes = ",".join(f"{h}:{p}" for h, p in s.redis_sentinel.nodes)
+        print(f"nanoedit: Redis master {s.redis_sentinel.master!r} found through Sentinel {nodes}", file=sys.stderr)
     channels = [f"{name} {redact(redact_url(url), secrets_of(s))}" for name, url in (
         ("slack", s.slack_webhook_url), ("webhook", s.alert_webhook_url), ("email", s.smtp_url)) if url]
     if channels:
