@@ -98,6 +98,21 @@ for _, owner in ipairs(owners) do n = n + redis.call('LLEN', ARGV[1] .. owner) e
 return {n, #owners}
 """
 
+# KEYS[1] = ring, KEYS[2] = taken. ARGV[1] = line key prefix, ARGV[2] = limit. Every item waiting in a line or
+# taken and not yet acknowledged, read atomically; false (nil) when there are more than `limit`.
+_PENDING = """
+local out = {}
+for _, e in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  out[#out + 1] = string.sub(e, (string.find(e, '|', 1, true) or 0) + 1)
+end
+for _, owner in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if #out + redis.call('LLEN', ARGV[1] .. owner) > tonumber(ARGV[2]) then return false end
+  for _, item in ipairs(redis.call('LRANGE', ARGV[1] .. owner, 0, -1)) do out[#out + 1] = item end
+end
+if #out > tonumber(ARGV[2]) then return false end
+return out
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Taken:
@@ -133,6 +148,7 @@ class FairQueue:
         self._take = r.register_script(_TAKE)
         self._give_back = r.register_script(_GIVE_BACK)
         self._backlog = r.register_script(_BACKLOG)
+        self._pending = r.register_script(_PENDING)
 
     def _ring(self, queue: str) -> str:
         return f"{self._p}:{queue}:ring"
@@ -172,3 +188,9 @@ class FairQueue:
     def backlog(self, queue: str) -> Backlog:
         items, owners = self._backlog(keys=[self._ring(queue), self._taken(queue)], args=[self._line_prefix(queue)])
         return Backlog(items=int(items), owners=int(owners))
+
+    def pending(self, queue: str, limit: int) -> frozenset[str] | None:
+        """The items not yet sent to `queue` (in a line, or taken and not yet acknowledged), or None when there
+        are more than `limit` (the lost-message reconciler then waits for a shorter backlog)."""
+        items = self._pending(keys=[self._ring(queue), self._taken(queue)], args=[self._line_prefix(queue), limit])
+        return None if items is None else frozenset(str(i) for i in items)

@@ -1,7 +1,9 @@
-"""Beat-scheduled upkeep: end jobs past their deadline, re-enqueue jobs whose message was lost, expire data.
+"""Beat-scheduled upkeep: end jobs past their deadline, re-send preprocess and generate messages that were
+lost, expire data.
 
 This is what makes "an accepted job always reaches a terminal state" hold even when a message is lost (Redis
-failover, the ≤ 1 s AOF window) or a worker keeps dying: the deadline index is the backstop.
+failover, the ≤ 1 s AOF window, a worker main process killed between kombu's BRPOP and its unacked record) or
+a worker keeps dying: lost messages are sent again, and the deadline index is the backstop.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from monitoring import metrics
 from monitoring.alerts import build_engine
 from monitoring.report import HealthReporter
 from shared.apikeys import ANONYMOUS
-from shared.errors import NanoeditError, job_error
+from shared.errors import BlobStoreUnavailable, NanoeditError, job_error
 from shared.queueing import FAIR_QUEUES, PREPROCESS_QUEUE
+from shared.settings import Settings
 from workers import pipeline
 from workers.context import WorkerContext
 
@@ -39,7 +43,8 @@ def reconcile(ctx: WorkerContext) -> dict[str, Any]:
             ended += 1
             log.warning("job ended by deadline", extra={"job_id": job_id})
 
-    return {"ended_by_deadline": ended, "requeued": _requeue_lost(ctx), "pumped": pump(ctx)}
+    return {"ended_by_deadline": ended, "requeued": _requeue_lost(ctx),
+            "requeued_generate": _requeue_lost_generate(ctx), "pumped": pump(ctx)}
 
 
 def pump(ctx: WorkerContext) -> int:
@@ -67,6 +72,58 @@ def _requeue_lost(ctx: WorkerContext) -> int:
         ctx.store.mark_waiting(PREPROCESS_QUEUE, job_id, ctx.clock.now() * 1000)
         requeued += 1
         log.warning("re-enqueued a queued job whose message looks lost", extra={"job_id": job_id})
+    return requeued
+
+
+def lost_generate_grace_s(settings: Settings) -> int:
+    """How long past its due time an expected generate message must be nowhere in flight to count as lost.
+
+    `generate_in_flight` sees a message everywhere but in the instant between a worker's BRPOP and its unacked
+    write, so the grace only has to outlast that instant and any task that slipped past the read: a generate
+    task's hard limit + 60 s (180 s by default). The visibility timeout is not part of it: a message held by a
+    dead worker sits in `unacked` until kombu restores it, and is seen there; adding it (420 s by default) would
+    put recovery past the default job deadline (600 s), so the deadline would end the job first.
+    """
+    return settings.generate_hard_limit_s + 60
+
+
+def _requeue_lost_generate(ctx: WorkerContext) -> int:
+    """Re-send generate for outputs whose message should have started long ago and is nowhere in flight.
+
+    The ledger (JobStore.overdue_generate, shared/jobs/expected.py) says which outputs expect a message and by
+    when; `generate_in_flight` (shared/queueing.py) says which messages still exist (fair line, Celery list,
+    kombu's unacked hash). An overdue output of a live job with no message anywhere lost it (docs/operations.md,
+    "A worker dies"): send it again, straight to Celery, as the same provider attempt (attempts recorded for the
+    output + 1). When the broker holds too many messages to read, nothing is re-sent this run. A duplicate
+    anyway (a message taken in the very instant of the read) is harmless: the first recorded output wins.
+    """
+    overdue = ctx.store.overdue_generate(ctx.clock.now() - lost_generate_grace_s(ctx.settings))
+    if not overdue:
+        return 0
+    in_flight = ctx.enqueuer.generate_in_flight()
+    if in_flight is None:
+        log.info("generate backlog too long to check for lost messages; next run", extra={"count": len(overdue)})
+        return 0
+    requeued = 0
+    for entry in overdue:
+        job_id, index = entry.job_id, entry.index
+        if (job_id, index) in in_flight:
+            continue
+        try:
+            job = ctx.store.get(job_id)
+        except NanoeditError:  # expired
+            job = None
+        if job is None or job.terminal or index in job.outputs:
+            ctx.store.forget_expected(job_id, index)
+            continue
+        attempt = sum(1 for a in job.attempts if a.output == index) + 1
+        ctx.store.expect_generate(job_id, [index])  # before the send: a failed send is found again next run
+        ctx.enqueuer.generate(job_id, index, attempt=attempt)
+        metrics.GENERATE_REQUEUES.labels("lost").inc()
+        requeued += 1
+        log.warning("re-sent a generate message that looks lost", extra={
+            "job_id": job_id, "output": index, "attempt": attempt,
+            "overdue_s": round(ctx.clock.now() - entry.due_at, 1)})
     return requeued
 
 
@@ -102,7 +159,11 @@ def health_report(ctx: WorkerContext) -> dict[str, Any]:
 def expire(ctx: WorkerContext) -> dict[str, Any]:
     deleted = 0
     for _ in range(40):  # up to 20,000 a run; the rest next minute
-        batch = ctx.store.expire_due(ctx.blobs)
+        try:
+            batch = ctx.store.expire_due(ctx.blobs)
+        except BlobStoreUnavailable:  # a job's blobs stay, and so does its record: the next run tries again
+            log.warning("blob store unavailable; expiry resumes next run", extra={"count": deleted})
+            break
         deleted += batch
         if batch < 500:
             break

@@ -26,6 +26,11 @@ class JobKeys:
         return f"{self.p}:job:{job_id}:webhook:log"
 
     @property
+    def generate_expected(self) -> str:
+        """The ledger of expected generate work: `{job_id}:{index}` → by when its message must have started."""
+        return f"{self.p}:generate:expected"
+
+    @property
     def webhooks_due(self) -> str:
         return f"{self.p}:webhooks:due"
 

@@ -24,6 +24,7 @@ from shared.blobs import BlobStore, job_prefix
 from shared.clock import Clock
 from shared.errors import Gone, job_error
 from shared.jobs.events import JobEvents
+from shared.jobs.expected import ExpectedGenerate, expected_member, expected_members
 from shared.jobs.keys import JobKeys
 from shared.jobs.model import (
     ACTIVE,
@@ -55,10 +56,13 @@ if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
 return {1, cur}
 """
 
-# KEYS[1] = outputs hash, KEYS[2] = job hash. ARGV[1] = index, ARGV[2] = result JSON.
+# KEYS[1] = outputs hash, KEYS[2] = job hash, KEYS[3] = the expected-generate ledger. ARGV[1] = index,
+# ARGV[2] = result JSON, ARGV[3] = the output's ledger member.
 # Records one output's result (first write wins, a redelivery cannot overwrite a stored success) and returns
-# the number of resolved outputs, so exactly one caller sees the count reach num_images.
+# the number of resolved outputs, so exactly one caller sees the count reach num_images. The output no longer
+# waits for a generate message, so its ledger entry goes in the same step (shared/jobs/expected.py).
 _RECORD_OUTPUT = """
+redis.call('ZREM', KEYS[3], ARGV[3])
 if redis.call('EXISTS', KEYS[2]) == 0 then return -1 end
 redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
 return redis.call('HLEN', KEYS[1])
@@ -73,12 +77,13 @@ class CasResult:
     previous: JobStatus | None  # None when the job does not exist
 
 
-class JobStore(StatusReads, RequestMemory):
+class JobStore(StatusReads, RequestMemory, ExpectedGenerate):
     """All Redis reads and writes of job records. Pass the same clock the caller uses.
 
     Queue positions and the ETA are in `shared.jobs.waiting` (WaitingLines), the one-round-trip status read in
     `shared.jobs.reads` (StatusReads, over WaitingLines), idempotency keys and result-cache lookups in
-    `shared.jobs.requests` (RequestMemory): the same store, split by concept.
+    `shared.jobs.requests` (RequestMemory), the ledger of expected generate messages in `shared.jobs.expected`
+    (ExpectedGenerate): the same store, split by concept.
     """
 
     GONE_TTL_S = 7 * 24 * 3600
@@ -219,11 +224,12 @@ class JobStore(StatusReads, RequestMemory):
     def _after_terminal(self, job_id: str) -> None:
         now = self.clock.now()
         k = self._keys
-        owner = self._r.hget(k.job(job_id), "owner")
+        owner, num_images = self._r.hmget(k.job(job_id), ["owner", "num_images"])
         pipe = self._r.pipeline(transaction=False)
         if owner:
             pipe.zrem(k.owner_active(str(owner)), job_id)
         pipe.zrem(k.deadlines, job_id)
+        pipe.zrem(k.generate_expected, *expected_members(job_id, int(num_images or 1)))
         for queue in WAITING_QUEUES:
             pipe.zrem(k.waiting(queue), job_id)
         pipe.zadd(k.recent_finishes, {job_id: now})
@@ -278,8 +284,9 @@ class JobStore(StatusReads, RequestMemory):
     # -- outputs and attempts -----------------------------------------------------------------------
     def record_output(self, job_id: str, index: int, result: OutputResult) -> int:
         """Store one output's result (first write wins); returns how many outputs are resolved (-1: job gone)."""
-        return int(self._record_output(keys=[self._keys.outputs(job_id), self._keys.job(job_id)],
-                                       args=[index, json.dumps(result.to_dict())]))
+        k = self._keys
+        return int(self._record_output(keys=[k.outputs(job_id), k.job(job_id), k.generate_expected],
+                                       args=[index, json.dumps(result.to_dict()), expected_member(job_id, index)]))
 
     def fail_output(self, job_id: str, index: int, error: JobError) -> int:
         """Output `index` will not be produced; returns how many outputs are resolved (-1: job gone)."""
@@ -336,12 +343,13 @@ class JobStore(StatusReads, RequestMemory):
         k = self._keys
         ids = [str(m) for m in self._r.zrangebyscore(k.expiry, "-inf", self.clock.now(), start=0, num=limit)]
         for job_id in ids:
-            owner = self._r.hget(k.job(job_id), "owner")
+            owner, num_images = self._r.hmget(k.job(job_id), ["owner", "num_images"])
             blobs.delete_prefix(job_prefix(job_id))
             pipe = self._r.pipeline(transaction=True)
             pipe.delete(k.job(job_id), k.outputs(job_id), k.attempts(job_id), k.webhook(job_id),
                         k.webhook_log(job_id))
             pipe.zrem(k.webhooks_due, job_id)
+            pipe.zrem(k.generate_expected, *expected_members(job_id, int(num_images or 1)))
             pipe.set(k.gone(job_id), "1", ex=self.GONE_TTL_S)
             pipe.zrem(k.expiry, job_id)
             pipe.zrem(k.deadlines, job_id)
