@@ -63,8 +63,10 @@ def main(argv: list[str]) -> int:
         except KeyError as exc:
             print(f"procfile: {exc.args[0]}", file=sys.stderr)
             return 2
-        # exec: the process *is* the Procfile command (signals from the supervisor reach it directly).
-        os.execvp("bash", ["bash", "-c", f"exec {command}"])
+        # exec: the process *is* the Procfile command (signals from the supervisor reach it directly). Through
+        # `env`, because a line may start with assignments (`NANOEDIT_METRICS_PORT=… python …`), which bash's
+        # `exec` does not take; `env` execs in turn, so the process id (and `$$` in the line) stays the same.
+        os.execvp("bash", ["bash", "-c", f"exec env {command}"])
     print("usage: python deploy/procfile.py list | run NAME", file=sys.stderr)
     return 2
 

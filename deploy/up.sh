@@ -2,8 +2,11 @@
 # `make up`: run the whole service on the embedded default.
 #   - a private redis-server (AOF everysec, noeviction, data under NANOEDIT_DATA_DIR/redis) unless
 #     NANOEDIT_REDIS_URL is set;
-#   - every Procfile process (web, preprocess, generate, beat) under honcho;
-#   - Ctrl-C stops everything, the private Redis last (it flushes its AOF on shutdown).
+#   - every Procfile process under supervisord (config written by deploy/supervise.py into
+#     NANOEDIT_DATA_DIR/supervisor): a process that dies is restarted, the others keep running;
+#     `supervisorctl -c "$NANOEDIT_DATA_DIR/supervisor/supervisord.conf" status` from another terminal;
+#   - Ctrl-C stops everything (each program drains: SIGTERM, then SIGKILL after stopwaitsecs), the private
+#     Redis last (it flushes its AOF on shutdown).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -23,6 +26,9 @@ if port_busy "$port"; then
   echo "nanoedit: port $port is already in use. Stop what uses it, or run: NANOEDIT_PORT=8001 make up" >&2
   exit 1
 fi
+# Before touching the private Redis: a second `make up` on this data directory must not reuse (and later stop)
+# the first one's Redis, nor overwrite its supervisord configuration. A crashed run's socket/pid file is removed.
+python deploy/supervise.py check "$NANOEDIT_DATA_DIR"
 
 redis_pid=""
 cleanup() {
@@ -59,5 +65,17 @@ fi
 
 # Fail fast on bad configuration, and say which provider is in use.
 python -m shared.startup_banner
+supervisor_conf="$(python deploy/supervise.py write "$NANOEDIT_DATA_DIR")"
 echo "nanoedit: API at http://$host:$port  (try: curl http://$host:$port/v1)  — Ctrl-C stops everything" >&2
-honcho -f Procfile start
+echo "nanoedit: processes supervised (restarted if they die); status: supervisorctl -c $supervisor_conf status" >&2
+# supervisord in the background and waited for, so a signal to this script reaches it too (bash runs a trap only
+# once its foreground child has exited); a terminal's Ctrl-C reaches both, supervisord shuts down once.
+supervisor_pid=""
+trap 'if [ -n "$supervisor_pid" ]; then kill -TERM "$supervisor_pid" 2>/dev/null || true; else exit 130; fi' INT TERM
+supervisord -n -c "$supervisor_conf" &
+supervisor_pid=$!
+status=0
+while kill -0 "$supervisor_pid" 2>/dev/null; do
+  wait "$supervisor_pid" && status=0 || status=$?
+done
+exit "$status"   # the EXIT trap (cleanup) then stops the private Redis
