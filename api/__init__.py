@@ -39,6 +39,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     mono = runtime.clock.monotonic
 
     from api.admin import bp as admin_bp
+    from api.admin_pools import bp as admin_pools_bp
     from api.alerts import bp as alerts_bp
     from api.events import bp as events_bp
     from api.health import bp as health_bp
@@ -55,6 +56,7 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     app.register_blueprint(events_bp)  # GET /v1/jobs/{id}/events (Server-Sent Events)
     app.register_blueprint(health_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(admin_pools_bp)  # /v1/admin/workers: worker pools, resize
     app.register_blueprint(monitoring_bp)
     app.register_blueprint(alerts_bp)
     app.register_blueprint(meta_bp)

@@ -151,6 +151,14 @@ class NanoeditClient:
     def force_circuit(self, state: str) -> dict[str, Any]:
         return self._json("POST", "/v1/admin/circuit", json={"state": state})
 
+    def workers(self) -> dict[str, Any]:
+        """Worker instances per queue (operators): GET /v1/admin/workers."""
+        return self._json("GET", "/v1/admin/workers")
+
+    def scale(self, queue: str, delta: int) -> dict[str, Any]:
+        """Grow (delta > 0) or shrink a queue's worker pools (operators): POST /v1/admin/workers/scale."""
+        return self._json("POST", "/v1/admin/workers/scale", json={"queue": queue, "delta": delta})
+
     def alerts(self, state: str = "firing", limit: int = 100) -> dict[str, Any]:
         """state: firing | pending | all | history."""
         return self._json("GET", "/v1/monitoring/alerts", params={"state": state, "limit": limit})

@@ -92,6 +92,19 @@ class WorkerRegistry:
             pipe.zcount(self.key(q), since, "+inf")
         return {q: int(n) for q, n in zip(names, pipe.execute(), strict=True)}
 
+    def last_heartbeats(self, queues: Iterable[str]) -> dict[str, float]:
+        """Every recorded worker hostname → its latest heartbeat (epoch seconds) over `queues`, live or not
+        (entries are pruned after an hour), in one round trip. For the worker pools view (monitoring/pools.py)."""
+        pipe = self.r.pipeline(transaction=False)
+        for q in queues:
+            pipe.zrange(self.key(q), 0, -1, withscores=True)
+        latest: dict[str, float] = {}
+        for entries in pipe.execute():
+            for raw, at in entries:
+                name = raw.decode() if isinstance(raw, bytes) else str(raw)
+                latest[name] = max(float(at), latest.get(name, 0.0))
+        return latest
+
     def beat_age_s(self) -> float | None:
         """Seconds since beat's last heartbeat, or None when beat never wrote one."""
         raw = self.r.get(self.beat_key)

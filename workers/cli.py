@@ -19,6 +19,7 @@ from typing import Any
 
 from shared.client import ApiError, NanoeditClient
 from shared.jobs.model import JobStatus
+from workers import cli_pools
 
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
@@ -26,7 +27,7 @@ EXIT_ERROR = 2
 _EXTENSIONS = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp"}
 _BAD_ENDINGS = frozenset({JobStatus.FAILED, JobStatus.CANCELED, JobStatus.PARTIALLY_SUCCEEDED})
 _COMMANDS = ("submit", "models", "usage", "status", "cancel", "list", "report", "limits", "circuit", "alerts",
-             "silence", "fake-gemini", "hash-key")
+             "silence", "fake-gemini", "hash-key", *cli_pools.COMMANDS)
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _GLOBAL_WITH_VALUE = ("--url", "--api-key", "--admin-token")
 
@@ -109,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
                                          "uses NANOEDIT_KEY_HASH_SECRET or the data dir's secret)")
     hk.add_argument("key", nargs="?", help="the key (default: read one line from stdin; --new makes one)")
     hk.add_argument("--new", action="store_true", help="generate a new random key and print it with its hash")
+    cli_pools.add_parsers(sub)  # workers, scale
     sub.add_parser("fake-gemini", help="run the fake Gemini API server (options: nanoedit fake-gemini -h)",
                    add_help=False)
     return p
@@ -303,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "silence":
             return _silence(client, args)
+        if args.command in cli_pools.COMMANDS:
+            return cli_pools.run(client, args)
         return EXIT_ERROR  # unreachable: argparse rejects unknown commands
     except ApiError as exc:
         _print_error(exc)

@@ -1,8 +1,9 @@
 // The operator dashboard: a plain client of the public API (no framework, nothing loaded from other hosts).
 // Every 5 s (backing off while the service does not answer) it reads the beat health report, /readyz, the fleet
-// limits, the circuit breaker and the firing alerts, and renders them; the controls call the admin routes.
+// limits, the circuit breaker, the firing alerts and the worker pools, and renders them; the controls call the
+// admin routes.
 // Only the one-line summary is an aria-live region: re-announcing every table each poll would be noise.
-// One file (~650 lines) on purpose: a plain script, no modules or bundler, like submit.js; its sections are
+// One file (~770 lines) on purpose: a plain script, no modules or bundler, like submit.js; its sections are
 // helpers, HTTP, rendering (one function per panel), polling, controls and start-up.
 "use strict";
 
@@ -29,6 +30,7 @@
     circuitOpen: $("circuit-open"), circuitClose: $("circuit-close"),
     limitsFacts: $("limits-facts"), limitsForm: $("limits-form"), limitsReset: $("limits-reset"),
     limitsResult: $("limits-result"), scaling: $("scaling"), scalingCard: $("scaling-card"),
+    pools: $("pools"), poolsResult: $("pools-result"),
     confirm: $("confirm"), confirmTitle: $("confirm-title"), confirmText: $("confirm-text"),
     confirmYes: $("confirm-yes"),
   };
@@ -424,6 +426,64 @@
           text: "Ack…", onclick: (event) => ackAlert(a, event.currentTarget) }));
   }
 
+  // Worker pools (GET /v1/admin/workers): per queue the instances that answered Celery's remote control, their
+  // slots and busy work, + / − to resize (POST /v1/admin/workers/scale), and for generate the fleet cap beside the
+  // pool slots with which one binds. Heartbeat ages are left out of the model so the buttons keep focus.
+  function renderPools(res) {
+    el.pools.removeAttribute("aria-busy");
+    if (!res.ok || !res.body || !res.body.queues) {
+      panelError(el.pools, res, "worker pools");
+      return;
+    }
+    const cap = res.body.fleet_cap || {};
+    const model = Object.entries(res.body.queues).map(([name, q]) => {
+      const instances = q.instances || [];
+      return { name, slots: q.slots, active: q.active, reserved: q.reserved, resizable: Boolean(q.resizable),
+        pools: [...new Set(instances.map((i) => i.pool))].join(", "),
+        atFloor: instances.every((i) => i.concurrency <= 1),
+        instances: instances.map((i) => ({ name: i.name, pid: i.pid, pool: i.pool, slots: i.concurrency,
+          atStart: i.concurrency_at_start, active: i.active, reserved: i.reserved, processed: i.processed })) };
+    });
+    show(el.pools, [model, cap], () => model.map((m) => poolArticle(m, m.name === cap.queue ? cap : null)));
+  }
+
+  function poolArticle(m, cap) {
+    const n = m.instances.length;
+    const s = (k) => (k === 1 ? "" : "s");
+    const cols = ["Instance", "Slots", "Active", "Reserved", "Done"];
+    const table = n ? h("div", { class: "table-wrap" }, h("table", { class: "table" },
+      h("caption", { class: "visually-hidden", text: `${m.name} worker instances` }),
+      h("thead", {}, h("tr", {}, cols.map((t, i) => h("th", { scope: "col", class: i ? "num" : null, text: t })))),
+      h("tbody", {}, m.instances.map((i) => h("tr", { "data-instance": i.name },
+        h("th", { scope: "row" }, i.name, h("br"), h("small", { class: "muted", text: `pid ${i.pid ?? "—"} · ${i.pool}` })),
+        h("td", { class: "num", "data-field": "concurrency", title: `started with ${i.atStart}` }, String(i.slots)),
+        h("td", { class: "num", "data-field": "active" }, String(i.active)),
+        h("td", { class: "num", "data-field": "reserved" }, String(i.reserved)),
+        h("td", { class: "num", "data-field": "processed", title: "tasks finished since the instance started" },
+          String(i.processed))))))) : null;
+    let controls = null;
+    if (n && m.resizable) {
+      controls = h("div", { class: "actions" },
+        h("button", { type: "button", class: "secondary small", "data-scale": "-1", disabled: m.atFloor,
+          "aria-label": `Shrink the ${m.name} pools by one process`, text: "− 1",
+          onclick: (event) => scalePool(m, -1, event.currentTarget) }),
+        h("button", { type: "button", class: "small", "data-scale": "+1",
+          "aria-label": `Grow the ${m.name} pools by one process`, text: "+ 1",
+          onclick: (event) => scalePool(m, 1, event.currentTarget) }));
+    } else if (n) {
+      controls = h("p", { class: "muted", text: `Fixed-size pool (${m.pools}): change its -c and restart, or add an instance.` });
+    }
+    return h("article", { class: "scale pool", "data-queue": m.name, "data-slots": m.slots,
+      "data-level": n ? "ok" : "bad" },
+      h("h3", { text: m.name }),
+      h("p", { class: "ratio" }, value(`${m.slots} slot${s(m.slots)}`, n ? null : "bad"), ` in ${n} instance${s(n)} · `,
+        value(`${m.active} active`, m.active ? "ok" : null), " · ", value(`${m.reserved} reserved`, m.reserved ? "warn" : null)),
+      cap ? h("p", { class: "cap", "data-binds": cap.binds, "data-level": cap.binds === "fleet_cap" ? "warn" : null },
+        h("strong", { text: `Fleet cap ${cap.concurrency}` }), ` · ${cap.note}.`) : null,
+      table || h("p", { class: "empty", "data-level": "bad", text: "No instance answered the remote control." }),
+      controls);
+  }
+
   // Per queue: who serves it, whether it keeps up, and the command that adds one more instance.
   function scalingAdvice(name, q, limits, circuit, report) {
     const live = Number(q.live_workers || 0);
@@ -525,6 +585,7 @@
   }
 
   async function poll() {
+    const poolsReply = api("GET", "/v1/admin/workers"); // can take the broadcast's timeout: rendered last
     const [report, ready, limits, circuit, alerts] = await Promise.all([
       api("GET", "/v1/monitoring/report"), api("GET", "/readyz?detailed=true"), api("GET", "/v1/admin/limits"),
       api("GET", "/v1/admin/circuit"), api("GET", "/v1/monitoring/alerts?state=firing"),
@@ -553,12 +614,14 @@
     else panelError(el.circuitFacts, circuit, "circuit");
     renderAlerts(alerts, problems);
     renderScaling(last.report, last.limits, last.circuit || (last.report && last.report.circuit));
+    renderSummary(problems); // before the pools, which may take the broadcast's timeout
+    const pools = await poolsReply;
+    renderPools(pools);
 
     // Back off while the service (not just one route) is failing; honour Retry-After.
-    const all = [report, ready, limits, circuit, alerts];
+    const all = [report, ready, limits, circuit, alerts, pools];
     const failing = all.some((r) => r.status === 0 || r.status === 429 || (r.status >= 500 && r !== ready));
     const unreachable = all.every((r) => r.status === 0);
-    renderSummary(problems);
     const retryAfter = Math.max(0, ...all.map((r) => Number(r.headers.get("Retry-After")) || 0)) * 1000;
     delay = failing ? Math.min(POLL_MAX_MS, Math.max(delay * 2, retryAfter, POLL_MS * 2)) : POLL_MS;
     setText(el.pollState, failing ? `· ${unreachable ? "service unreachable" : "some requests failed"}; ` +
@@ -643,6 +706,21 @@
       const res = await api("POST", "/v1/admin/circuit", { state });
       if (res.ok) last.circuit = res.body;
       showResult(el.circuitResult, res, `Circuit forced ${state}.`);
+      await refresh();
+    });
+  }
+
+  async function scalePool(m, delta, button) {
+    const verb = delta > 0 ? "Grow" : "Shrink";
+    if (!(await confirmStep(`${verb} the ${m.name} pools by ${Math.abs(delta)}?`, `${m.slots} slot${m.slots === 1 ? "" : "s"} ` +
+      `now, spread over ${m.instances.length} instance(s). Run-time only: a restarted worker starts at its Procfile/env ` +
+      "concurrency again.", verb))) return;
+    await withButton(button, async () => {
+      const res = await api("POST", "/v1/admin/workers/scale", { queue: m.name, delta });
+      const b = res.body || {};
+      const applied = Number(b.applied || 0);
+      showResult(el.poolsResult, res, `${m.name}: ${b.slots_before} → ${b.slots_after} slots ` +
+        `(${applied > 0 ? "+" : ""}${applied} applied${applied === delta ? "" : ` of ${delta}; see the instances`}).`);
       await refresh();
     });
   }

@@ -25,7 +25,7 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 @pytest.fixture(scope="module")
 def contract_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = start_stack(redis_server.url(5), tmp_path_factory.mktemp("contract"), preprocess=1, generate=(2,),
-                    beat=True)
+                    beat=True, NANOEDIT_POOL_MAX_PROCESSES="3")  # scaleWorkers resizes real pools: keep them small
     yield s
     s.stop()
 

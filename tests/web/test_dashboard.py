@@ -163,7 +163,7 @@ def test_shows_queues_live_workers_and_the_report_time(dash: Dashboard, report_s
     # And the scaling hints carry the Procfile's command for one more generate instance
     command = page.locator('#scaling [data-queue="generate"] .command')
     expect(command).to_contain_text("-Q generate -n generate-")
-    expect(command).to_have_text(re.compile(rf"-n generate-\d+@%h -c {limits['defaults']['concurrency']} "))
+    expect(command).to_have_text(re.compile(rf"-n generate-\d+@%h -P gevent -c {limits['defaults']['concurrency']} "))
     expect(page.locator('#scaling [data-queue="preprocess"] .command')).to_contain_text(
         "-Q preprocess,maintenance")
 
