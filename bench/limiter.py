@@ -307,22 +307,22 @@ def _shielded() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--jobs", type=int, default=300, help="backlog submitted at once (default 300)")
     ap.add_argument("--rpm", type=int, default=120, help="provider quota, enforced by the fake (default 120)")
     ap.add_argument("--latency-s", type=float, default=2.0, help="mean provider latency (default 2)")
     ap.add_argument("--cap", type=int, default=6, help="fleet concurrency cap for run A (default 6)")
-    args = ap.parse_args(argv)
-    command = shlex.join([Path(sys.executable).name, "-m", "bench.limiter",
-                          *(sys.argv[1:] if argv is None else argv)])
+    return ap
+
+
+def compare(args: argparse.Namespace) -> tuple[RunResult, RunResult]:
+    """Runs A then B (also the `limiter` scenario of `make bench`); everything it started is stopped again."""
     needed = args.rpm / 60 * args.latency_s
     print(f"  in flight needed to fill the quota ≈ {needed:.1f}; fleet cap = {args.cap}", file=sys.stderr)
     if args.cap < needed:
         print("  warning: the cap is below what the quota needs; run A cannot reach full utilisation",
               file=sys.stderr)
-    signal.signal(signal.SIGTERM, _interrupt)  # clean up on kill as on Ctrl-C
-
     png = small_png()
     tmp = Path(tempfile.mkdtemp(prefix="nanoedit-bench-limiter-"))
     latency_ms = args.latency_s * 1000
@@ -336,15 +336,25 @@ def main(argv: list[str] | None = None) -> int:
                                              "NANOEDIT_GEMINI_CONCURRENCY": str(args.cap)}, "", png, tmp)
         b = run("B", server, 2, fake, args, {"NANOEDIT_GEMINI_RPM": "0", "NANOEDIT_GEMINI_CONCURRENCY": "64"},
                 f"{args.rpm}/m", png, tmp)
-    except KeyboardInterrupt:
-        print("interrupted; cleaning up", file=sys.stderr)
-        return 130
     finally:
         with _shielded():
             fake.stop()
             if server is not None:
                 server.stop()
             shutil.rmtree(tmp, ignore_errors=True)
+    return a, b
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    command = shlex.join([Path(sys.executable).name, "-m", "bench.limiter",
+                          *(sys.argv[1:] if argv is None else argv)])
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up on kill as on Ctrl-C
+    try:
+        a, b = compare(args)
+    except KeyboardInterrupt:
+        print("interrupted; cleaning up", file=sys.stderr)
+        return 130
     report(a, b, args, command)
     return 0
 

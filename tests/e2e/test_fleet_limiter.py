@@ -292,7 +292,9 @@ def test_sigkilled_holders_free_their_leases_and_the_survivor_serves(kill_stack:
     s = kill_stack
     limiter = limiter_of(s)
     celery = make_celery(Settings.from_env(s.env))
-    nodes = wait_for(lambda: celery.control.inspect(timeout=2).ping(), 20, "worker nodes answering ping")
+    nodes = wait_for(lambda: (n := celery.control.inspect(timeout=2).ping() or {})
+                     and sum(1 for name in n if name.startswith(("gen1@", "gen2@"))) == 2 and n, 30,
+                     "both generate instances answering ping")
     gen1 = next(name for name in nodes if name.startswith("gen1@"))
 
     # Given 10 jobs whose provider calls hang until the 2 s timeout, keeping all 3 fleet slots busy

@@ -57,11 +57,13 @@ def test_api_metrics_pass_promtool_after_real_jobs(stack: Stack) -> None:
 @pytest.fixture
 def metrics_stack(redis_server: RedisServer,
                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, int]]:
-    """Own Redis database; the generate instance (-c 3, 0.3 s per call so calls overlap) serves its metrics."""
+    """Own Redis database; the generate instance (-c 3, 0.3 s per call so calls overlap) serves its metrics. It runs
+    the prefork pool (the Procfile's generate line uses gevent, one process): merging the samples of several
+    children into one endpoint is what is tested here, and an operator may run any pool with `-P`."""
     port = free_port()
     s = start_stack(redis_server.url(METRICS_DB), tmp_path_factory.mktemp("metrics"), preprocess=2, generate=(3,),
                     generate_env={"NANOEDIT_METRICS_PORT": str(port)}, NANOEDIT_LOCAL_DELAY_S="0.3",
-                    NANOEDIT_CACHE_TTL_S="0")
+                    NANOEDIT_CACHE_TTL_S="0", generate_pool="prefork")
     yield s, port
     s.stop()
 
