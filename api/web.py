@@ -4,10 +4,10 @@
 Owns two HTML pages (`templates/index.html`, `templates/dashboard.html`) and their scripts and stylesheets
 (`static/submit.*`, `static/dashboard.*`), served by this blueprint because the app is built with
 `static_folder=None`. The pages are plain clients of the public API (jobs, /v1, /readyz, and for the dashboard
-/v1/monitoring/* and /v1/admin/*): they must not reach into services or the job store, and they load nothing
-from other hosts (the service often runs on machines without internet), which the Content-Security-Policy below
-enforces. The one thing the dashboard gets from here is the Procfile's worker lines, for its "add an instance"
-hints, so the commands it shows are the ones the deployment really runs.
+/v1/monitoring/* and /v1/admin/*): they must not reach into the job store (only the settings shape their CSP),
+and they load nothing from other hosts (the service often runs on machines without internet), which the
+Content-Security-Policy below enforces. The one thing the dashboard gets from here is the Procfile's worker
+lines, for its "add an instance" hints, so the commands it shows are the ones the deployment really runs.
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, render_template
+
+from api.services import services
+from shared.blob_config import BlobConfig
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static", static_url_path="/static")
 
@@ -26,9 +30,22 @@ _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'
 PROCFILE = Path(__file__).resolve().parents[1] / "Procfile"
 
 
+def _store_origin(blob: BlobConfig) -> str:
+    """The origin presigned download URLs point at when NANOEDIT_BLOB_REDIRECTS is on ("" when off): the page
+    follows the API's 307 there, so its CSP must allow it (and the bucket's CORS rule must allow the page)."""
+    if not (blob.backend == "s3" and blob.redirects):
+        return ""
+    if blob.endpoint_url:
+        parts = urlsplit(blob.endpoint_url)
+        return f"{parts.scheme}://{parts.netloc}"
+    return "https://*.amazonaws.com"
+
+
 def _page(template: str, **context: object) -> Response:
     resp = Response(render_template(template, **context), mimetype="text/html")
-    resp.headers["Content-Security-Policy"] = _CSP
+    origin = _store_origin(services().settings.blob)
+    resp.headers["Content-Security-Policy"] = (_CSP.replace("connect-src 'self'", f"connect-src 'self' {origin}")
+                                               if origin else _CSP)
     resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "no-referrer"
     return resp

@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from shared.greenlets import offload
+
 if TYPE_CHECKING:
     from shared.settings import Settings
 
@@ -73,7 +75,11 @@ class FilesystemBlobStore:
         return self.root / key
 
     def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
+        # fsync waits for the disk: on a native thread in a gevent process, so other requests go on meanwhile.
+        offload(self._write, self._path(key), data)
+
+    @staticmethod
+    def _write(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:

@@ -11,8 +11,8 @@ process holds dozens of calls in flight as greenlets instead of one process per 
   `ProviderTimeout`, which the error table retries like any upstream timeout. Under prefork (tests, an operator
   who keeps `-P prefork`) it calls straight through: the soft time limit does the job there.
 - **CPU work off the loop.** Checking and converting a returned image decodes pixels; on the loop that would
-  stall every other call of the process. `offload` runs it on gevent's native thread pool (Pillow releases the
-  GIL while it decodes and encodes), and calls it directly elsewhere.
+  stall every other call of the process. `offload` (shared/greenlets.py) runs it on gevent's native thread
+  pool (Pillow releases the GIL while it decodes and encodes), and calls it directly elsewhere.
 
 Hand-written rather than a library: these are two small adapters over gevent's own Timeout and hub thread pool.
 """
@@ -22,18 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
+from shared.greenlets import offload as offload  # re-exported: the pipeline's CPU work
+from shared.greenlets import under_gevent
 from workers.providers.base import ProviderTimeout
 
 T = TypeVar("T")
-
-
-def under_gevent() -> bool:
-    """True in a process whose sockets gevent patched (Celery's `-P gevent` does it before anything runs)."""
-    try:
-        from gevent import monkey
-    except ImportError:  # pragma: no cover - gevent is a dependency
-        return False
-    return bool(monkey.is_module_patched("socket"))
 
 
 def call_with_deadline(fn: Callable[[], T], seconds: float) -> T:
@@ -52,13 +45,3 @@ def call_with_deadline(fn: Callable[[], T], seconds: float) -> T:
         raise ProviderTimeout(f"no complete answer within {seconds:.0f} s (the call's total deadline)") from None
     finally:
         timeout.close()
-
-
-def offload(fn: Callable[..., T], *args: object) -> T:
-    """`fn(*args)` on a native thread under gevent, so CPU work never blocks the process's other calls."""
-    if not under_gevent():
-        return fn(*args)
-    import gevent
-
-    result: T = gevent.get_hub().threadpool.apply(fn, args)
-    return result

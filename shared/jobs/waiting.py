@@ -59,14 +59,16 @@ class WaitingLines:
         """Jobs finished per second, measured over the span the recent finishes actually cover (at most 5 min),
         so a service that just started or was idle is not judged by minutes in which it had nothing to do."""
         now = self.clock.now()
-        rows: list[Any] = list(self._r.zrangebyscore(self._keys.recent_finishes, now - self.THROUGHPUT_WINDOW_S,
-                                                     "+inf", withscores=True))
-        if not rows:
+        since = now - self.THROUGHPUT_WINDOW_S
+        pipe = self._r.pipeline(transaction=False)  # a count and the oldest score: O(log n), nothing else sent
+        pipe.zcount(self._keys.recent_finishes, since, "+inf")
+        pipe.zrangebyscore(self._keys.recent_finishes, since, "+inf", start=0, num=1, withscores=True)
+        count, first = pipe.execute()
+        if not first:
             return 0.0
-        oldest = float(rows[0][1])
-        span = max(now - oldest, 1.0)
+        span = max(now - float(first[0][1]), 1.0)
         # n finishes spread over `span`: (n) / span; a single finish alone says little, so damp it.
-        return len(rows) / span if len(rows) > 1 else 1.0 / max(span, 10.0)
+        return int(count) / span if int(count) > 1 else 1.0 / max(span, 10.0)
 
     def estimated_wait_s(self, position: int | None) -> float | None:
         if position is None:
@@ -75,11 +77,11 @@ class WaitingLines:
         return eta_s(position, float(rate) if rate is not None else self.refresh_rate())
 
     def refresh_rate(self) -> float:
-        """The fleet's finishes per second, computed now and kept for RATE_TTL_S: status reads use the kept value,
-        so a poll never scans the recent finishes."""
+        """The fleet's finishes per second, computed now and kept for RATE_TTL_S: status reads use the kept value.
+        Beat's pump refreshes it every second (workers/maintenance.py), so a poll computes it only when beat is
+        away and the kept value has lapsed."""
         rate = self.throughput_per_s()
-        if rate > 0:  # no finishes yet is cheap to find out again, and the first finish should show at once
-            self._r.set(self._keys.throughput, repr(rate), ex=self.RATE_TTL_S)
+        self._r.set(self._keys.throughput, repr(rate), ex=self.RATE_TTL_S)
         return rate
 
     def active_count(self, owner: str) -> int:

@@ -117,3 +117,18 @@ def test_unreachable_store_on_download_is_503_storage_unavailable(moto_s3: MotoS
     resp = client.get(f"/v1/jobs/{job_id}/outputs/0", headers=ONE)
     # Then the client gets the error body with 503, not a bare 500
     assert resp.status_code == 503 and resp.json["code"] == "storage_unavailable"  # type: ignore[index]
+
+
+def test_the_pages_allow_the_store_origin_only_when_downloads_redirect_there() -> None:
+    # Given redirects to an S3-compatible endpoint, and the same store without redirects
+    store = {**S3_ENV, "NANOEDIT_BLOB_URL": "s3://bucket/x", "NANOEDIT_S3_ENDPOINT_URL": "http://127.0.0.1:9000"}
+    redirecting = make_client({**store, "NANOEDIT_BLOB_REDIRECTS": "1"})
+    streaming = make_client(store)
+    # When the submit page and the dashboard are served
+    for path in ("/", "/dashboard"):
+        csp = redirecting.get(path).headers["Content-Security-Policy"]
+        plain = streaming.get(path).headers["Content-Security-Policy"]
+        # Then only the redirecting service lets the page fetch from the store's origin (nothing else opens)
+        assert "connect-src 'self' http://127.0.0.1:9000;" in csp
+        assert "connect-src 'self';" in plain and "127.0.0.1:9000" not in plain
+        assert csp.replace(" http://127.0.0.1:9000", "") == plain

@@ -95,6 +95,8 @@ def test_estimated_wait_comes_from_recent_throughput(store: JobStore, clock: Fak
         store.finish(f"{i:032x}", "succeeded")
     rate = store.throughput_per_s()
     assert rate > 0
+    assert store.estimated_wait_s(3) is None  # the kept rate (none yet) holds until refreshed or lapsed
+    assert store.refresh_rate() == rate  # what beat's pump does every second
     assert store.estimated_wait_s(3) == pytest.approx(3 / rate, rel=0.01)
 
 
