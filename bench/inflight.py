@@ -20,6 +20,7 @@ from pathlib import Path
 import redis
 import requests
 
+from bench.figures import Figure, figure
 from tests.support.procs import children
 from tests.support.stack import RedisServer, make_stack, wait_for
 from workers.fake_gemini import FakeGeminiConfig, FakeGeminiServer
@@ -109,3 +110,26 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+class InFlightScenario:
+    """Scenario "inflight" of `make bench`: calls held per GB of generate-worker memory, gevent vs prefork."""
+
+    name = "inflight"
+    description = "provider calls in flight per GB of generate-worker memory: gevent pool vs prefork (same run)"
+    in_quick_run = True
+
+    def skip_reason(self) -> str:
+        return "" if Path("/proc/self/smaps_rollup").exists() else "needs Linux /proc/PID/smaps_rollup (PSS)"
+
+    def run(self, quick: bool) -> list[Figure]:
+        calls, latency_s = (8, 15.0) if quick else (24, 25.0)
+        base, ours = run(calls, latency_s)
+        common = {"baseline_name": "prefork pool (one process per call)",
+                  "notes": f"{calls} calls held {latency_s:g} s by the fake; PSS of the instance's process tree"}
+        return [
+            figure("inflight", f"calls in flight per GB @{calls}", "calls/GB", ours.calls_per_gb,
+                   base.calls_per_gb, "higher", target="≤ 10 MB worker memory per in-flight call", **common),
+            figure("inflight", f"worker memory per call @{calls}", "MB", ours.mb_per_call, base.mb_per_call,
+                   "lower", target="≤ 10 MB worker memory per in-flight call", **common),
+        ]

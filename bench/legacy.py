@@ -29,8 +29,9 @@ class PipelineScenario:
             figure("e2e", "job wall p50 (submit → terminal)", "ms", pct(m.wall_ms, 0.5), b50, "lower", **common),
             figure("e2e", "job wall p95 (submit → terminal)", "ms", pct(m.wall_ms, 0.95), b50, "lower", **common),
             figure("e2e", "server total_ms p50", "ms", pct(m.server_ms, 0.5), b50, "lower", **common),
-            figure("e2e", f"burst of {m.burst}: jobs/s", "jobs/s", m.burst / m.burst_s, 1000 / b50, "higher",
-                   baseline_name="one process, one job at a time",
+            figure("e2e", f"burst of {m.burst}: jobs/s", "jobs/s", m.burst / m.burst_s, m.loop_jobs_per_s, "higher",
+                   baseline_name=f"the same work in {m.loop_processes} processes, each in a loop",
+                   target="≥ 0.8× of N processes in a loop",
                    notes="16 client threads; 2 preprocess + 3 generate worker processes on this machine"),
         ]
 

@@ -13,6 +13,7 @@ machines here are shared and noisy, so nothing in the test suite times anything.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -74,6 +75,26 @@ class Measured:
     wall_ms: list[float]  # sequential jobs over HTTP: submit → terminal seen by polling
     server_ms: list[float]  # the same jobs' server-side timings.total_ms
     burst_s: float  # `burst` jobs submitted at once (16 client threads) → all terminal
+    loop_jobs_per_s: float = 0.0  # the same work in N = cores processes, each in a loop (the burst's baseline)
+    loop_processes: int = 1
+
+
+def _loop_worker(n: int) -> int:
+    baseline(n)
+    return n
+
+
+def parallel_loop(jobs: int, processes: int) -> float:
+    """Jobs per second of `processes` processes each doing `jobs / processes` jobs (prepare + edit) in a loop:
+    what the machine does with the same work and no service around it."""
+    import multiprocessing
+
+    per = max(1, jobs // processes)
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        pool.map(_loop_worker, [1] * processes)  # warm-up: imports in every process
+        t = time.perf_counter()
+        done = sum(pool.map(_loop_worker, [per] * processes))
+        return done / (time.perf_counter() - t)
 
 
 def measure(jobs: int, burst: int) -> Measured:
@@ -99,7 +120,9 @@ def measure(jobs: int, burst: int) -> Measured:
         stack.stop()
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    return Measured(jobs, burst, base, list(wall), list(server_ms), burst_s)
+    cores = os.cpu_count() or 1
+    return Measured(jobs, burst, base, list(wall), list(server_ms), burst_s,
+                    loop_jobs_per_s=parallel_loop(burst, cores), loop_processes=cores)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,13 +26,14 @@ from typing import Any
 
 from bench.figures import Figure, Scenario
 from bench.http_bench import HttpScenario
+from bench.inflight import InFlightScenario
 from bench.legacy import LimiterScenario, PipelineScenario
 from bench.preprocess_bench import PreprocessScenario
 from bench.waiting_bench import WaitingScenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS: list[Scenario] = [HttpScenario(), PreprocessScenario(), WaitingScenario(), PipelineScenario(),
-                             LimiterScenario()]
+                             InFlightScenario(), LimiterScenario()]
 
 
 def machine() -> dict[str, Any]:
