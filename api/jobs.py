@@ -23,6 +23,8 @@ from shared.errors import BlobStoreUnavailable, ClientInputError, Conflict, Nano
 from shared.jobs.model import STATUSES, InputMeta, Job, JobStage, JobStatus, OutputStatus, is_valid_job_id
 from shared.jobs.reads import JobRead
 from shared.jobs.view import public_view
+from shared.jobs.waiting import eta_s
+from shared.queueing import Admission
 
 log = logging.getLogger("nanoedit.api.jobs")
 bp = Blueprint("jobs", __name__)
@@ -81,16 +83,17 @@ def submit() -> tuple[Response, int, dict[str, str]]:
         check_waiting_jobs(svc)  # 429 too_many_jobs_waiting, only when a new job would be created
         check_budget(svc, model=model, num_images=sub.num_images, image_size=sub.options.image_size,
                      input_images=len(sub.images))  # 402 budget_exhausted (api/budget.py)
-        job = _create(svc, owner, sub, job_id, use_cache=use_cache)
+        read = _create(svc, owner, sub, job_id, use_cache=use_cache)
     except BaseException:
         if idem_key:
             svc.store.release_idempotency(owner, idem_key)
         raise
+    job = read.job
     JOBS_SUBMITTED.labels(job.operation).inc()
-    waited = answer_with_wait(svc, job, lambda j: _view(svc, j), {"Location": f"/v1/jobs/{job.id}"})
+    waited = answer_with_wait(svc, job, lambda j: _view(svc, j, read), {"Location": f"/v1/jobs/{job.id}"})
     if waited is not None:  # `Prefer: wait=N` (api/waiting.py)
         return waited
-    return jsonify(_view(svc, job)), 202, {"Location": f"/v1/jobs/{job.id}"}
+    return jsonify(_view(svc, job, read)), 202, {"Location": f"/v1/jobs/{job.id}"}
 
 
 def _replay(svc: Services, key: str, existing: tuple[str, str],
@@ -112,7 +115,7 @@ def _model(svc: Services, sub: Submission) -> str:
     return sub.model if svc.settings.provider == "gemini" else "local"
 
 
-def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cache: bool = True) -> Job:
+def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cache: bool = True) -> JobRead:
     now = svc.clock.now()
     inputs = []
     for i, img in enumerate(sub.images):
@@ -137,14 +140,19 @@ def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cach
             cached = None  # never reveal that another caller submitted the same images and instruction
         if cached is not None:
             job.cached_from = cached.id
-        svc.store.create(job)
+        admission: list[Admission] = []  # a new job's admission rides in the record's own transaction
+        created = svc.store.create(job, admit=None if cached is not None else (
+            lambda pipe: admission.append(svc.enqueuer.admit_preprocess(pipe, job_id, owner))))
     except Exception:
         _forget_blobs(svc, job_id)
         raise NanoeditError("could not write the job record", code="service_unavailable") from None
     if cached is not None and _serve_from_cache(svc, job, cached):
-        return svc.store.get(job_id) or job
+        return svc.store.read(job_id) or JobRead(job, None, None)
     try:
-        svc.enqueuer.preprocess(job_id, owner=owner)  # into the owner's fair line (shared/fairqueue.py)
+        if admission:  # pump if the queue has room; push again if Redis lost the script (shared/queueing.py)
+            admission[0](created.admit_reply)
+        else:
+            svc.enqueuer.preprocess(job_id, owner=owner)  # into the owner's fair line (shared/fairqueue.py)
     except Exception:
         log.exception("enqueue failed", extra={"job_id": job_id})
         svc.store.finish(job_id, JobStatus.FAILED, error=job_error(
@@ -152,7 +160,8 @@ def _create(svc: Services, owner: str, sub: Submission, job_id: str, *, use_cach
         raise NanoeditError("the job could not be enqueued", code="service_unavailable") from None
     log.info("job accepted", extra={"job_id": job_id, "operation": sub.operation, "images": len(inputs),
                                     "num_images": sub.num_images})
-    return job
+    rate = created.rate_per_s if created.rate_per_s is not None else svc.store.refresh_rate()
+    return JobRead(job, created.position, eta_s(created.position, rate))
 
 
 def _forget_blobs(svc: Services, job_id: str, sub: str = "") -> None:

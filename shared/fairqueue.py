@@ -58,6 +58,16 @@ if n == #ARGV - 1 then redis.call('RPUSH', KEYS[1], ARGV[1]) end
 return n
 """
 
+# The push of a job's first admission, sent inside the job record's own transaction (`push_in`): KEYS[1] = ring,
+# KEYS[2] = the owner's line, KEYS[3] = taken, KEYS[4] = the Celery queue's list. ARGV[1] = owner, ARGV[2] =
+# ready, ARGV[3..] = items. Returns 1 when the Celery queue has room (a pump now would move work), else 0.
+_PUSH_ROOM = """
+local n = redis.call('RPUSH', KEYS[2], unpack(ARGV, 3))
+if n == #ARGV - 2 then redis.call('RPUSH', KEYS[1], ARGV[1]) end
+if tonumber(ARGV[2]) - redis.call('LLEN', KEYS[4]) - redis.call('ZCARD', KEYS[3]) > 0 then return 1 end
+return 0
+"""
+
 # KEYS[1] = ring, KEYS[2] = taken, KEYS[3] = the Celery queue's list.
 # ARGV[1] = line key prefix, ARGV[2] = ready (messages to keep in the Celery queue), ARGV[3] = stale after (ms).
 # Returns the taken entries ("owner|item"), one per owner per turn of the ring.
@@ -145,6 +155,7 @@ class FairQueue:
         self._p = f"{prefix}:fair"
         self.stale_after_s = stale_after_s
         self._push = r.register_script(_PUSH)
+        self._push_room = r.register_script(_PUSH_ROOM)
         self._take = r.register_script(_TAKE)
         self._give_back = r.register_script(_GIVE_BACK)
         self._backlog = r.register_script(_BACKLOG)
@@ -166,6 +177,23 @@ class FairQueue:
         if not items or not all(items):
             raise ValueError("push needs at least one non-empty item")
         self._push(keys=[self._ring(queue), self._line_prefix(queue) + owner], args=[owner, *items])
+
+    def push_in(self, pipe: redis.client.Pipeline, queue: str, owner: str, *items: str, ready: int,
+                broker_key: str | None = None) -> None:
+        """`push`, as one command queued on `pipe` (the caller's transaction, e.g. the job record's), answering 1
+        when the Celery queue has room for a pump. Sent by hash (EVALSHA) without the pipeline's script check, so
+        the transaction stays one round trip: after a Redis restart the reply is a NOSCRIPT error instead, and
+        the caller pushes again with `push` (which loads the script)."""
+        if not owner or "|" in owner:
+            raise ValueError(f"owner {owner!r} must be non-empty and must not contain '|'")
+        if not items or not all(items):
+            raise ValueError("push needs at least one non-empty item")
+        pipe.evalsha(self._push_room.sha, 4, self._ring(queue), self._line_prefix(queue) + owner,
+                     self._taken(queue), broker_key or queue, owner, ready, *items)
+
+    def load_scripts(self) -> None:
+        """Load the script `push_in` sends by hash (once per process; a restarted Redis is handled by the caller)."""
+        self._r.script_load(_PUSH_ROOM)
 
     def take(self, queue: str, *, ready: int, broker_key: str | None = None) -> list[Taken]:
         """Take up to `ready` − (messages in the Celery list `broker_key`, default `queue`) − (taken, not yet

@@ -27,9 +27,11 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import redis
 from celery import Celery
 from kombu import Exchange, Queue
 
@@ -138,10 +140,18 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
+# What `admit_preprocess` hands back: called with the reply of the command it queued (None if it queued none)
+# once the transaction ran; it finishes the admission (a pump when there is room) and raises if the job was not
+# admitted after all.
+Admission = Callable[[object], None]
+
+
 class Enqueuer(Protocol):
     """The port through which anything puts work on the queues (the API, workers, beat).
 
-    `preprocess` and `generate(..., owner=...)` admit a job's work through `owner`'s fair line; `generate`
+    `preprocess` and `generate(..., owner=...)` admit a job's work through `owner`'s fair line;
+    `admit_preprocess` does what `preprocess` does inside the caller's transaction (the job record's: one round
+    trip for the record and its admission) and returns what finishes it after the transaction; `generate`
     without `owner` (retries, quota waits) sends at once. `pump(queue)` moves waiting work into the Celery queue
     and returns how many tasks it sent. `queue_depths` counts, per job queue, the Celery messages plus the work
     waiting in the fair lines in front of it. `generate_in_flight` names the outputs that still have a generate
@@ -149,6 +159,8 @@ class Enqueuer(Protocol):
     """
 
     def preprocess(self, job_id: str, owner: str) -> None: ...
+
+    def admit_preprocess(self, pipe: redis.client.Pipeline, job_id: str, owner: str) -> Admission: ...
 
     def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None,
                  wait: int = 0, *, owner: str | None = None) -> None: ...
@@ -199,6 +211,9 @@ class RecordingEnqueuer:
         self.sent.append(("preprocess", job_id))
         self.owners[job_id] = owner
 
+    def admit_preprocess(self, pipe: redis.client.Pipeline, job_id: str, owner: str) -> Admission:
+        return lambda _reply: self.preprocess(job_id, owner)
+
     def generate(self, job_id: str, index: int, attempt: int = 1, countdown: float | None = None,
                  wait: int = 0, *, owner: str | None = None) -> None:
         self.sent.append(("generate", job_id, index, attempt, countdown, wait))
@@ -238,6 +253,25 @@ class CeleryEnqueuer:
             return
         self.fair.push(PREPROCESS_QUEUE, owner, job_id)
         self._pump_quietly(PREPROCESS_QUEUE)
+
+    def admit_preprocess(self, pipe: redis.client.Pipeline, job_id: str, owner: str) -> Admission:
+        """`preprocess` in the caller's transaction: the push is queued on `pipe`; after it ran, the returned
+        call pumps if the Celery queue had room, or pushes again if Redis had lost the script (a restart)."""
+        fair = self.fair
+        if fair is None:
+            return lambda _reply: self._send_preprocess(job_id)
+        fair.push_in(pipe, PREPROCESS_QUEUE, owner, job_id, ready=self.ready)
+
+        def finish(reply: object) -> None:
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                fair.load_scripts()
+                self.preprocess(job_id, owner)
+            elif isinstance(reply, Exception):
+                raise reply
+            elif reply:
+                self._pump_quietly(PREPROCESS_QUEUE)
+
+        return finish
 
     def _send_preprocess(self, job_id: str) -> None:
         self.app.send_task(TASK_PREPROCESS, args=[job_id], task_id=f"{job_id}.preprocess",

@@ -20,7 +20,6 @@ from typing import Any, cast
 
 import redis
 
-from shared.blobs import BlobStore, job_prefix
 from shared.clock import Clock
 from shared.errors import Gone, job_error
 from shared.jobs.events import JobEvents
@@ -41,6 +40,7 @@ from shared.jobs.model import (
 from shared.jobs.outbox import WebhookOutbox
 from shared.jobs.reads import StatusReads
 from shared.jobs.requests import RequestMemory
+from shared.jobs.upkeep import Upkeep
 from shared.jobs.waiting import WAITING_QUEUES
 
 log = logging.getLogger("nanoedit.jobs")
@@ -77,7 +77,16 @@ class CasResult:
     previous: JobStatus | None  # None when the job does not exist
 
 
-class JobStore(StatusReads, RequestMemory, ExpectedGenerate):
+@dataclass(frozen=True, slots=True)
+class Created:
+    """What `JobStore.create` read back in its transaction."""
+
+    position: int | None  # 1-based place in the waiting line it was created in
+    rate_per_s: float | None  # the kept finish rate (None: not kept right now)
+    admit_reply: object = None  # the reply of the admission queued by `admit` (a result or an exception)
+
+
+class JobStore(StatusReads, RequestMemory, ExpectedGenerate, Upkeep):
     """All Redis reads and writes of job records. Pass the same clock the caller uses.
 
     Queue positions and the ETA are in `shared.jobs.waiting` (WaitingLines), the one-round-trip status read in
@@ -86,7 +95,6 @@ class JobStore(StatusReads, RequestMemory, ExpectedGenerate):
     (ExpectedGenerate): the same store, split by concept.
     """
 
-    GONE_TTL_S = 7 * 24 * 3600
 
     def __init__(self, r: redis.Redis, prefix: str, clock: Clock, on_terminal: TerminalHook | None = None) -> None:
         self._r = r
@@ -99,8 +107,12 @@ class JobStore(StatusReads, RequestMemory, ExpectedGenerate):
         self.events = JobEvents(r, self._keys, clock)  # change notifications (waiting clients)
 
     # -- creation and reads -------------------------------------------------------------------------
-    def create(self, job: Job, *, waiting_queue: str = "preprocess") -> None:
-        """Write the record and its indexes in one transaction; call before enqueueing anything."""
+    def create(self, job: Job, *, waiting_queue: str = "preprocess",
+               admit: Callable[[redis.client.Pipeline], None] | None = None) -> Created:
+        """Write the record and its indexes in one transaction, and read back the job's place in line and the
+        kept finish rate in the same round trip. `admit` may queue the job's admission on the same transaction
+        (the enqueuer's `admit_preprocess`); its reply is `Created.admit_reply` (None when it queued nothing).
+        Without `admit`, call this before enqueueing anything."""
         created_ms = job.created_at * 1000
         k = self._keys
         pipe = self._r.pipeline(transaction=True)
@@ -110,7 +122,19 @@ class JobStore(StatusReads, RequestMemory, ExpectedGenerate):
         pipe.zadd(k.owner_jobs(job.owner), {job.id: created_ms})
         pipe.zadd(k.owner_active(job.owner), {job.id: created_ms})
         pipe.zadd(k.waiting(waiting_queue), {job.id: created_ms})
-        pipe.execute()
+        before = len(pipe)
+        if admit is not None:
+            admit(pipe)
+        admitted = len(pipe) > before
+        pipe.zrank(k.waiting(waiting_queue), job.id)
+        pipe.get(k.throughput)
+        *writes, rank, rate = pipe.execute(raise_on_error=False)
+        reply = writes.pop() if admitted else None
+        for result in (*writes, rank, rate):  # the admission's own error is the admission's to handle
+            if isinstance(result, Exception):
+                raise result
+        return Created(position=int(rank) + 1 if rank is not None else None,
+                       rate_per_s=float(rate) if rate is not None else None, admit_reply=reply)
 
     def get(self, job_id: str) -> Job | None:
         """The job, or None if unknown. Raises Gone if it expired (deleted or past expires_at)."""
@@ -136,9 +160,6 @@ class JobStore(StatusReads, RequestMemory, ExpectedGenerate):
         value = self._r.hget(self._keys.job(job_id), "owner")
         return str(value) if value is not None else None
 
-    def status_of(self, job_id: str) -> JobStatus | None:
-        value = self._r.hget(self._keys.job(job_id), "status")
-        return JobStatus(str(value)) if value is not None else None
 
     def cancel_requested(self, job_id: str) -> bool:
         return self._r.hget(self._keys.job(job_id), "cancel_requested") == "1"
@@ -322,52 +343,6 @@ class JobStore(StatusReads, RequestMemory, ExpectedGenerate):
         rows: list[Any] = list(self._r.zrevrangebyscore(self._keys.owner_jobs(owner), top, "-inf", start=0,
                                                         num=limit, withscores=True))
         return [(str(row[0]), float(row[1])) for row in rows]
-
-    # -- maintenance (beat) -------------------------------------------------------------------------
-    def overdue(self, limit: int = 500) -> list[str]:
-        return [str(m) for m in self._r.zrangebyscore(self._keys.deadlines, "-inf", self.clock.now(),
-                                                      start=0, num=limit)]
-
-    def clear_deadline(self, job_id: str) -> None:
-        """Drop a job that is finished or gone from the deadline index."""
-        self._r.zrem(self._keys.deadlines, job_id)
-
-    def stale_queued(self, queue: str, before: float, limit: int = 200) -> list[str]:
-        """Jobs still `queued` that entered `queue`'s waiting line before `before` (epoch seconds)."""
-        ids = [str(m) for m in self._r.zrangebyscore(self._keys.waiting(queue), "-inf", before * 1000,
-                                                     start=0, num=limit)]
-        return [job_id for job_id in ids if self.status_of(job_id) == JobStatus.QUEUED]
-
-    def expire_due(self, blobs: BlobStore, limit: int = 500) -> int:
-        """Delete records and blobs past expires_at; leave a tombstone so GET answers 410."""
-        k = self._keys
-        ids = [str(m) for m in self._r.zrangebyscore(k.expiry, "-inf", self.clock.now(), start=0, num=limit)]
-        for job_id in ids:
-            owner, num_images = self._r.hmget(k.job(job_id), ["owner", "num_images"])
-            blobs.delete_prefix(job_prefix(job_id))
-            pipe = self._r.pipeline(transaction=True)
-            pipe.delete(k.job(job_id), k.outputs(job_id), k.attempts(job_id), k.webhook(job_id),
-                        k.webhook_log(job_id))
-            pipe.zrem(k.webhooks_due, job_id)
-            pipe.zrem(k.generate_expected, *expected_members(job_id, int(num_images or 1)))
-            pipe.set(k.gone(job_id), "1", ex=self.GONE_TTL_S)
-            pipe.zrem(k.expiry, job_id)
-            pipe.zrem(k.deadlines, job_id)
-            for queue in WAITING_QUEUES:
-                pipe.zrem(k.waiting(queue), job_id)
-            if owner:
-                pipe.zrem(k.owner_jobs(str(owner)), job_id)
-                pipe.zrem(k.owner_active(str(owner)), job_id)
-            pipe.execute()
-        return len(ids)
-
-    def count_delivery(self, task_id: str, ttl_s: int) -> int:
-        """How many times this task id has started (poison guard)."""
-        key = self._keys.deliveries(task_id)
-        pipe = self._r.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, ttl_s)
-        return int(pipe.execute()[0])
 
 
 def _encode(value: Any) -> str:
