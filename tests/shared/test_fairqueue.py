@@ -145,3 +145,31 @@ def test_a_pump_that_cannot_send_keeps_every_item(redis_db: redis.Redis) -> None
     celery.fail_after = None
     assert enq.pump(PREPROCESS_QUEUE) == 2
     assert [t for _, t in celery.sent] == [f"{i:032d}.preprocess" for i in range(3)]
+
+
+def test_an_admission_rides_in_the_record_transaction_and_survives_a_flushed_script_cache(
+        redis_db: redis.Redis) -> None:
+    from shared.clock import FakeClock
+    from shared.jobs.store import JobStore
+    from tests.shared.test_job_store import make_job
+
+    clock = FakeClock(1_000_000.0)
+    store, celery = JobStore(redis_db, "t", clock), FakeCelery(redis_db)
+    enq = CeleryEnqueuer(celery, fair=FairQueue(redis_db, "t"), ready=4)  # type: ignore[arg-type]
+    finish: list[Any] = []
+    # Given the Lua cache of a Redis that has just restarted
+    redis_db.script_flush()
+    # When a job is created with its admission queued on the record's transaction
+    created = store.create(make_job(clock, "a" * 32, owner="key-a"),
+                           admit=lambda pipe: finish.append(enq.admit_preprocess(pipe, "a" * 32, "key-a")))
+    # Then the record is written and its place in line read in the same transaction, the admission's NOSCRIPT
+    # reply is handed back, and finishing it pushes again and pumps: the job reaches the Celery queue
+    assert created.position == 1 and isinstance(created.admit_reply, redis.exceptions.NoScriptError)
+    finish[0](created.admit_reply)
+    assert [t for _, t in celery.sent] == ["a" * 32 + ".preprocess"]
+    # And with the script loaded, the next admission is one reply (room: 1) and the pump sends it
+    created = store.create(make_job(clock, "b" * 32, owner="key-b"),
+                           admit=lambda pipe: finish.append(enq.admit_preprocess(pipe, "b" * 32, "key-b")))
+    assert created.admit_reply == 1 and created.position == 2
+    finish[1](created.admit_reply)
+    assert [t for _, t in celery.sent][-1] == "b" * 32 + ".preprocess"
