@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from shared.jobs.model import Job, JobStage
+from monitoring.system_metrics import SYSTEM_METRICS
+from shared.errors import Blame, blame_of
+from shared.jobs.model import Job, JobStage, JobStatus
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, *DURATION_BUCKETS)
@@ -33,8 +35,9 @@ JOBS_SUBMITTED = Counter("nanoedit_jobs_submitted", "Jobs accepted by POST /v1/j
                          ["operation"])
 
 # -- the terminal write (workers, sometimes the API) ---------------------------------------------------
-JOBS_FINISHED = Counter("nanoedit_jobs_finished", "Jobs that reached a terminal status.",
-                        ["status", "operation", "error_code"])
+JOBS_FINISHED = Counter("nanoedit_jobs_finished", "Jobs that reached a terminal status; blame (service, caller, "
+                        "canceled, none) is whose failure it is (shared/errors.py): error rates count service only.",
+                        ["status", "operation", "error_code", "blame"])
 JOB_DURATION = Histogram("nanoedit_job_duration_seconds", "End-to-end job duration, created to finished.",
                          ["status", "operation"], buckets=DURATION_BUCKETS)
 JOB_STAGE_DURATION = Histogram("nanoedit_job_stage_duration_seconds",
@@ -95,6 +98,7 @@ def metric_names() -> dict[str, str]:
         name = str(getattr(m, "_name", ""))
         names[f"{name}_total" if kind == "counter" else name] = kind
     names.update({name: kind for name, (kind, _) in STATE_METRICS.items()})
+    names.update(dict.fromkeys(SYSTEM_METRICS, "gauge"))  # process trees and Redis (monitoring/system_metrics.py)
     return names
 
 
@@ -106,10 +110,19 @@ def observe_http(route: str | None, method: str, status: int, duration_s: float)
     HTTP_DURATION.labels(route, method).observe(max(0.0, duration_s))
 
 
+def _blame(job: Job) -> str:
+    """The `blame` label: a failed job's class by its code (as monitoring/outcomes.py counts it), else none."""
+    if job.status == JobStatus.CANCELED:
+        return Blame.CANCELED
+    if job.status == JobStatus.FAILED:
+        return blame_of(job.error.code if job.error else "internal_error")
+    return "none"
+
+
 def job_finished(job: Job) -> None:
     """Samples of one job's terminal write (called once per job, by the winner of that write)."""
     error_code = job.error.code if job.error else "none"
-    JOBS_FINISHED.labels(job.status, job.operation, error_code).inc()
+    JOBS_FINISHED.labels(job.status, job.operation, error_code, _blame(job)).inc()
     if job.finished_at is not None:
         JOB_DURATION.labels(job.status, job.operation).observe(max(0.0, job.finished_at - job.created_at))
     for stage, start, end in ((JobStage.QUEUED.value, job.created_at, job.started_at),

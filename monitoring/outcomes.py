@@ -4,8 +4,9 @@ Owns the keys `{prefix}:mon:m:{minute}:{counts|job_latency|provider_latency}` (h
 RETENTION_S) and the de-duplication markers `{prefix}:mon:seen:...`: a redelivered task or a second terminal-hook
 run records nothing twice (SET NX per job / per output attempt). Reports read windows of minutes and merge them.
 
-Counters in `counts`: jobs_finished, status:<status>, error:<code>, jobs_timed_out (upstream_timeout or
-deadline_exceeded), jobs_retried (needed > 1 attempt for some output), retried_succeeded, provider_calls,
+Counters in `counts`: jobs_finished, status:<status>, error:<code>, blame:<service|caller|canceled> (failed jobs
+only, by their code's class in shared/errors.py: who the failure is charged to), jobs_timed_out (upstream_timeout
+or deadline_exceeded), jobs_retried (needed > 1 attempt for some output), retried_succeeded, provider_calls,
 provider:<outcome>.
 """
 
@@ -18,6 +19,7 @@ import redis
 
 from monitoring.sketch import Histogram, bucket_of
 from shared.clock import Clock
+from shared.errors import blame_of
 from shared.jobs.model import Attempt, JobStatus
 
 RETENTION_S = 25 * 3600
@@ -63,6 +65,8 @@ class OutcomeRecorder:
         pipe.hincrby(counts, f"status:{status}", 1)
         if error_code:
             pipe.hincrby(counts, f"error:{error_code}", 1)
+        if status == JobStatus.FAILED:
+            pipe.hincrby(counts, f"blame:{blame_of(error_code or 'internal_error')}", 1)
         if error_code in TIMEOUT_CODES:
             pipe.hincrby(counts, "jobs_timed_out", 1)
         if retried:

@@ -9,7 +9,9 @@ Format, one `[[rules]]` table per rule:
   {threshold} {values[i]} {thresholds[i]} {queue} {name} {group} {severity} (format specs allowed: {value:.1%});
   exactly one condition form: `metric` + `op` + `threshold`; `all = [{metric, op, threshold}, ...]` (every one
   must hold); or `burn_rate = {slo, factor, windows = [long, short], metric = "error_rate"}` which expands to
-  `windows.<w>.<metric> > (1 - slo) × factor` for each window;
+  `windows.<w>.<metric> > (1 - slo) × factor` for each window; or `baseline = {metric, compare, worse_by | factor,
+  direction, min_history, hours}`: the metric against its own history (monitoring/baseline.py), which expands to
+  `baselines.<name>.change > worse_by` (change: how much worse than the baseline, as a fraction of it);
   `for_s` (the condition holds this long, by timestamps, before firing), `keep_firing_for_s` (it must be false
   this long before resolving), `samples` + `min_samples` (the count at that path must reach the minimum or the
   rule has insufficient data), `on_null` (a null metric means: insufficient | ok | alert), `queues` (per-queue
@@ -35,14 +37,14 @@ DEFAULT_COOLDOWNS_S: Mapping[str, float] = {"critical": 300.0, "high": 900.0, "m
 DEFAULT_GROUP_INTERVAL_S = 300.0
 ON_NULL = ("insufficient", "ok", "alert")
 REPORT_ROOTS = ("windows", "queues", "circuit", "limiter", "beat", "models", "cost_usd_per_hour", "interval_s",
-                "min_samples")
+                "min_samples", "baselines", "system")
 WINDOWS = ("5m", "1h")
 DEFAULTS_SOURCE = "built-in default_rules.toml"
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 _RULE_KEYS = {"name", "group", "severity", "summary", "description", "metric", "op", "threshold", "all",
-              "burn_rate", "for_s", "keep_firing_for_s", "samples", "min_samples", "on_null", "queues"}
+              "burn_rate", "baseline", "for_s", "keep_firing_for_s", "samples", "min_samples", "on_null", "queues"}
 
 
 class RulesError(ConfigError):
@@ -65,6 +67,22 @@ class Condition:
         return _OPS[self.op](float(value), self.threshold)
 
 
+BASELINE_COMPARE = ("same_hour_last_7_days", "moving")
+BASELINE_DIRECTIONS = ("higher", "lower")  # which way is worse
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineSpec:
+    """A baseline rule's comparison: `metric` now against the robust baseline of its own history."""
+
+    metric: str  # dotted report path of the value compared (never per-queue)
+    compare: str = "same_hour_last_7_days"  # or "moving": the last `hours` hours
+    worse_by: float = 0.2  # fires when worse than the baseline by more than this fraction of it
+    direction: str = "higher"
+    min_history: int = 3  # days (same hour) or hours (moving) with a value, or the baseline is unknown
+    hours: int = 24  # the moving window
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     name: str
@@ -79,6 +97,7 @@ class Rule:
     min_samples: int = 0
     on_null: str = "insufficient"
     queues: tuple[str, ...] | None = None  # per-queue rules only; None = every queue in the report
+    baseline: BaselineSpec | None = None  # baseline rules only
 
     @property
     def per_queue(self) -> bool:
@@ -97,6 +116,9 @@ class RuleSet:
 
     def rule(self, name: str) -> Rule | None:
         return next((r for r in self.rules if r.name == name), None)
+
+    def baseline_rules(self) -> tuple[Rule, ...]:
+        return tuple(r for r in self.rules if r.baseline is not None)
 
 
 def load_rules(path: str | Path | None = None) -> RuleSet:
@@ -142,8 +164,10 @@ def parse_rules(text: str, source: str) -> RuleSet:
 
 
 def _settings(raw: Any, source: str) -> tuple[dict[str, float], float]:
-    if not isinstance(raw, dict) or set(raw) - {"cooldowns_s", "group_interval_s"}:
-        raise RulesError(f"{source}: [settings] takes only cooldowns_s and group_interval_s")
+    # escalation and quiet_hours are the paging policy's (monitoring/alerts/paging.py), validated there
+    if not isinstance(raw, dict) or set(raw) - {"cooldowns_s", "group_interval_s", "escalation", "quiet_hours"}:
+        raise RulesError(f"{source}: [settings] takes only cooldowns_s, group_interval_s, escalation and "
+                         "quiet_hours")
     cooldowns = dict(DEFAULT_COOLDOWNS_S)
     given = raw.get("cooldowns_s", {})
     if not isinstance(given, dict) or set(given) - set(SEVERITIES):
@@ -196,23 +220,30 @@ def _rule(raw: Any) -> Rule:
     if queues is not None and (not isinstance(queues, list) or not queues
                                or not all(isinstance(q, str) and q for q in queues)):
         raise RulesError("queues must be a non-empty list of queue names")
+    baseline = _baseline(raw, name) if "baseline" in raw else None
     rule = Rule(name=name, group=_text(raw, "group") if "group" in raw else name, severity=severity,
-                conditions=_conditions(raw), summary=_text(raw, "summary"),
+                conditions=_conditions(raw, name), summary=_text(raw, "summary"),
                 description=_text(raw, "description", required=False),
                 for_s=_number(raw.get("for_s", 0), "for_s", minimum=0),
                 keep_firing_for_s=_number(raw.get("keep_firing_for_s", 0), "keep_firing_for_s", minimum=0),
                 samples=samples, min_samples=min_samples, on_null=on_null,
-                queues=tuple(queues) if queues is not None else None)
+                queues=tuple(queues) if queues is not None else None, baseline=baseline)
     if queues is not None and not rule.per_queue:
         raise RulesError("queues is set but no metric or samples path contains {queue}")
     _check_templates(rule)
     return rule
 
 
-def _conditions(raw: dict[str, Any]) -> tuple[Condition, ...]:
-    forms = [k for k in ("metric", "all", "burn_rate") if k in raw]
+def _conditions(raw: dict[str, Any], name: str) -> tuple[Condition, ...]:
+    forms = [k for k in ("metric", "all", "burn_rate", "baseline") if k in raw]
     if len(forms) != 1:
-        raise RulesError("give exactly one condition: metric/op/threshold, all = [...], or burn_rate = {...}")
+        raise RulesError("give exactly one condition: metric/op/threshold, all = [...], burn_rate = {...} or "
+                         "baseline = {...}")
+    if "baseline" in raw:
+        if {"op", "threshold"} & set(raw):
+            raise RulesError("baseline rules take no op/threshold: the threshold is worse_by (or factor)")
+        spec = _baseline(raw, name)
+        return (Condition(f"baselines.{name}.change", ">", spec.worse_by),)
     if "metric" in raw:
         return (_condition(raw, strict=False),)
     if "all" in raw:
@@ -235,6 +266,48 @@ def _conditions(raw: dict[str, Any]) -> tuple[Condition, ...]:
     metric = str(br.get("metric", "error_rate"))
     threshold = round((1 - slo) * factor, 10)
     return tuple(Condition(f"windows.{w}.{metric}", ">", threshold) for w in windows)
+
+
+def _baseline(raw: dict[str, Any], name: str) -> BaselineSpec:
+    b = raw["baseline"]
+    allowed = {"metric", "compare", "worse_by", "factor", "direction", "min_history", "hours"}
+    if not isinstance(b, dict) or set(b) - allowed:
+        raise RulesError(f"baseline takes {', '.join(sorted(allowed))}")
+    if "." in name:
+        raise RulesError("a baseline rule's name may not contain '.' (it names its entry in the report's baselines)")
+    metric = _text(b, "metric")
+    _check_path(metric)
+    if metric.startswith("baselines.") or "{queue}" in metric:
+        raise RulesError(f"baseline.metric {metric!r} must be a plain report metric (not baselines.*, no {{queue}})")
+    compare = str(b.get("compare", "same_hour_last_7_days"))
+    if compare not in BASELINE_COMPARE:
+        raise RulesError(f"baseline.compare {compare!r} is not one of {', '.join(BASELINE_COMPARE)}")
+    direction = str(b.get("direction", "higher"))
+    if direction not in BASELINE_DIRECTIONS:
+        raise RulesError(f"baseline.direction {direction!r} is not one of {', '.join(BASELINE_DIRECTIONS)}")
+    if "worse_by" in b and "factor" in b:
+        raise RulesError("baseline takes worse_by (a fraction, 0.2 = 20 % worse) or factor (2 = twice as bad), "
+                         "not both")
+    if "factor" in b:
+        factor = _number(b["factor"], "baseline.factor", minimum=1.0)
+        if factor == 1.0:
+            raise RulesError("baseline.factor must be above 1")
+        # twice as bad: twice the baseline (higher is worse) or half of it (lower is worse)
+        worse_by = factor - 1 if direction == "higher" else 1 - 1 / factor
+    else:
+        worse_by = _number(b.get("worse_by", 0.2), "baseline.worse_by", minimum=0.0)
+        if worse_by == 0 or (direction == "lower" and worse_by >= 1):
+            raise RulesError("baseline.worse_by must be above 0 (and below 1 when lower is worse)")
+    min_history = int(_number(b.get("min_history", 3), "baseline.min_history", minimum=1))
+    hours = int(_number(b.get("hours", 24), "baseline.hours", minimum=1))
+    if compare == "same_hour_last_7_days" and min_history > 7:
+        raise RulesError("baseline.min_history is at most 7 days for same_hour_last_7_days")
+    if compare == "moving" and min_history > hours:
+        raise RulesError("baseline.min_history cannot exceed baseline.hours")
+    if hours > 7 * 24:
+        raise RulesError("baseline.hours is at most 168 (the history kept is 8 days)")
+    return BaselineSpec(metric=metric, compare=compare, worse_by=round(worse_by, 10), direction=direction,
+                        min_history=min_history, hours=hours)
 
 
 def _condition(raw: Any, strict: bool) -> Condition:

@@ -19,6 +19,7 @@ from monitoring.alerts.notifier import Notifier
 from monitoring.alerts.rules import RuleSet, load_rules, parse_rules
 from monitoring.alerts.silences import SilenceStore
 from monitoring.alerts.store import AlertStore
+from monitoring.baseline import BaselineTracker
 from shared.clock import FakeClock, rfc3339
 from tests.monitoring.test_report import make_reporter
 from tests.support.receiver import Receiver
@@ -90,8 +91,8 @@ StubChannel = RecordingChannel
 def report(*, err5: float = 0.0, n5: int = 100, err1h: float = 0.0, n1h: int = 1000, timeouts: float = 0.0,
            live: dict[str, int] | None = None) -> dict[str, Any]:
     workers = live or {"preprocess": 1, "generate": 1}
-    return {"windows": {"5m": {"jobs_finished": n5, "error_rate": err5, "timeout_rate": timeouts},
-                        "1h": {"jobs_finished": n1h, "error_rate": err1h, "timeout_rate": 0.0}},
+    return {"windows": {"5m": {"jobs_finished": n5, "judged": n5, "error_rate": err5, "timeout_rate": timeouts},
+                        "1h": {"jobs_finished": n1h, "judged": n1h, "error_rate": err1h, "timeout_rate": 0.0}},
             "queues": {q: {"depth": 0, "oldest_age_s": None, "live_workers": n} for q, n in workers.items()},
             "circuit": {"state": "closed"}, "beat": {"heartbeat_age_s": 3.0}}
 
@@ -272,6 +273,7 @@ def test_burn_rate_fires_only_when_both_windows_burn(redis_db: redis.Redis) -> N
 def test_default_rules_evaluate_a_real_health_report_without_path_errors(redis_db: redis.Redis) -> None:
     clock = FakeClock(T0)
     rep = make_reporter(redis_db, clock).build()  # no workers, no beat, no traffic
+    BaselineTracker(redis_db, "t", clock).annotate(rep, load_rules(None))  # as the report task does
     stub = StubChannel()
     eng = engine(redis_db, clock, load_rules(None), stub)
     run(eng, clock, rep, until=T0 + 90)

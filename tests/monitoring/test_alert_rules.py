@@ -113,5 +113,7 @@ def test_start_up_check_rejects_a_bad_rules_file_and_bad_channel_settings(tmp_pa
         check_config(Settings(alert_webhook_url="http://127.0.0.1:9/hook"))
     with pytest.raises(ChannelConfigError, match="NANOEDIT_ALERT_EMAIL_TO"):
         check_config(Settings(smtp_url="smtp://127.0.0.1:2525"))
-    # incl. model_missing (workers/model_check.py) and spend_rate (cost_usd_per_hour, monitoring/spend.py)
-    assert len(check_config(Settings()).rules) == 11
+    # incl. model_missing (workers/model_check.py), spend_rate (cost_usd_per_hour, monitoring/spend.py) and the
+    # latency regression baseline rule (monitoring/baseline.py)
+    names = {r.name for r in check_config(Settings()).rules}
+    assert {"model_missing", "spend_rate", "job_latency_p95_regression"} <= names and len(names) >= 12

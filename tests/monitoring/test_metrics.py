@@ -53,9 +53,9 @@ CHILDREN_SCRIPT = textwrap.dedent("""
     def child(out):
         for _ in range(k):
             metrics.PROVIDER_CALL_DURATION.labels("succeeded").observe(0.3)
-            metrics.JOBS_FINISHED.labels("succeeded", "edit", "none").inc()
+            metrics.JOBS_FINISHED.labels("succeeded", "edit", "none", "none").inc()
         # what this child alone would serve if it had its own port
-        own = metrics.JOBS_FINISHED.labels("succeeded", "edit", "none")._value.get()
+        own = metrics.JOBS_FINISHED.labels("succeeded", "edit", "none", "none")._value.get()
         out.put(own)
 
     ctx = multiprocessing.get_context("fork")

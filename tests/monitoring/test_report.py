@@ -48,8 +48,11 @@ def test_report_rates_percentiles_and_queues(redis_db: redis.Redis) -> None:
     five = report["windows"]["5m"]
     # Then the figures are what happened
     assert five["jobs_finished"] == 40
-    assert five["error_rate"] == round(9 / 39, 4)  # canceled jobs are neither errors nor successes
-    assert five["timeout_rate"] == round(6 / 39, 4)
+    # canceled jobs and caller-caused failures (content_blocked) are neither the service's errors nor successes
+    assert five["error_rate"] == round(6 / 36, 4) and five["judged"] == 36
+    assert five["caller_error_rate"] == round(3 / 39, 4) and five["canceled"] == 1
+    assert five["failures_by_blame"] == {"service": 6, "caller": 3}
+    assert five["timeout_rate"] == round(6 / 36, 4)
     assert five["retry_success_rate"] == round(5 / 11, 4)
     assert five["errors_by_code"] == {"upstream_timeout": 6, "content_blocked": 3, "canceled": 1}
     assert five["job_latency_s"]["samples"] == 39 and five["job_latency_s"]["p99"] is not None
