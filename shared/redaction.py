@@ -2,8 +2,9 @@
 
 Two kinds of secret:
 - configured values, known exactly (`secrets_of(settings)`): API keys, the admin token, the Gemini key, webhook
-  secrets, the password of `NANOEDIT_REDIS_URL` and `NANOEDIT_SMTP_URL`, `NANOEDIT_REDIS_SENTINEL_PASSWORD`,
-  and the path (the token) of `NANOEDIT_SLACK_WEBHOOK_URL` and `NANOEDIT_ALERT_WEBHOOK_URL`;
+  secrets, the PagerDuty routing key, the SMS auth token, the password of `NANOEDIT_REDIS_URL` and
+  `NANOEDIT_SMTP_URL`, `NANOEDIT_REDIS_SENTINEL_PASSWORD`, and the path (the token) of
+  `NANOEDIT_SLACK_WEBHOOK_URL` and `NANOEDIT_ALERT_WEBHOOK_URL`;
 - shapes, whatever their value (`redact`): Gemini keys (`AIza…`), `whsec_` secrets, bearer tokens,
   `x-goog-api-key` values, credentials in any URL (`smtp://user:pass@`, `redis://:pass@`, `rediss://…`), and
   Slack incoming-webhook paths (`hooks.slack.com/services/…`).
@@ -34,7 +35,8 @@ _SHAPES = (
 def secrets_of(settings: Settings) -> tuple[str, ...]:
     """Every configured secret value, longest first (so a secret containing another is replaced whole)."""
     values = [*settings.api_keys, settings.admin_token, settings.gemini_api_key, settings.alert_webhook_secret,
-              settings.webhook_secret, settings.key_hash_secret,
+              settings.webhook_secret, settings.key_hash_secret, settings.pagerduty_routing_key,
+              settings.sms_auth_token,
               settings.redis_sentinel.password if settings.redis_sentinel else ""]
     for url in (settings.redis_url, settings.smtp_url):
         values.append(_password(url))

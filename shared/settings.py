@@ -146,6 +146,13 @@ class Settings:
     slack_webhook_url: str = ""
     smtp_url: str = field(default="", repr=False)
     alert_email_to: str = ""
+    pagerduty_routing_key: str = field(default="", repr=False)  # PagerDuty Events API v2 integration key
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    sms_url: str = ""  # Twilio-compatible Messages endpoint (form POST, HTTP basic auth)
+    sms_account_sid: str = ""
+    sms_auth_token: str = field(default="", repr=False)
+    sms_from: str = ""
+    sms_to: str = ""  # comma-separated numbers
     log_level: str = "INFO"
     blob: BlobConfig = field(default_factory=BlobConfig)  # files or an S3 bucket (shared/blob_config.py)
 
@@ -303,6 +310,14 @@ class Settings:
             slack_webhook_url=env.get("NANOEDIT_SLACK_WEBHOOK_URL", "").strip(),
             smtp_url=env.get("NANOEDIT_SMTP_URL", "").strip(),
             alert_email_to=env.get("NANOEDIT_ALERT_EMAIL_TO", "").strip(),
+            pagerduty_routing_key=env.get("NANOEDIT_PAGERDUTY_ROUTING_KEY", "").strip(),
+            pagerduty_url=(env.get("NANOEDIT_PAGERDUTY_URL", "").strip()
+                           or "https://events.pagerduty.com/v2/enqueue"),
+            sms_url=env.get("NANOEDIT_SMS_URL", "").strip(),
+            sms_account_sid=env.get("NANOEDIT_SMS_ACCOUNT_SID", "").strip(),
+            sms_auth_token=env.get("NANOEDIT_SMS_AUTH_TOKEN", "").strip(),
+            sms_from=env.get("NANOEDIT_SMS_FROM", "").strip(),
+            sms_to=env.get("NANOEDIT_SMS_TO", "").strip(),
             log_level=(env.get("NANOEDIT_LOG_LEVEL", "").strip() or "INFO").upper(),
             blob=read_blob_config(env),
         )

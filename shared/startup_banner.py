@@ -34,7 +34,8 @@ def main() -> int:
         nodes = ",".join(f"{h}:{p}" for h, p in s.redis_sentinel.nodes)
         print(f"nanoedit: Redis master {s.redis_sentinel.master!r} found through Sentinel {nodes}", file=sys.stderr)
     channels = [f"{name} {redact(redact_url(url), secrets_of(s))}" for name, url in (
-        ("slack", s.slack_webhook_url), ("webhook", s.alert_webhook_url), ("email", s.smtp_url)) if url]
+        ("slack", s.slack_webhook_url), ("webhook", s.alert_webhook_url), ("email", s.smtp_url),
+        ("pagerduty", s.pagerduty_url if s.pagerduty_routing_key else ""), ("sms", s.sms_url)) if url]
     if channels:
         print(f"nanoedit: alert channels: {', '.join(channels)}", file=sys.stderr)
     return 0

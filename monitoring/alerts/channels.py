@@ -8,6 +8,8 @@ went; retries, timeouts across channels and recording attempts are the `Notifier
 - `EmailChannel`: plain-text mail over SMTP (`smtp://user:pass@host:port`; `smtps://` is implicit TLS, port 587
   or `?starttls=1` upgrades with STARTTLS; `?from=addr` sets the sender).
 - `LogChannel`: one JSON log line; always configured, so every notification leaves a trace.
+PagerDuty and SMS are in `channels_paging.py`. A message's per-channel recipients (escalation targets, see
+`paging.py`) override the configured Slack mention / email recipients.
 Error strings never include exception text (a Slack URL is itself a secret), only the exception type and status.
 """
 
@@ -88,8 +90,10 @@ class SlackChannel:
     def payload(message: Notification) -> dict[str, Any]:
         bullets = "\n".join(f"• *{'RESOLVED' if a.status != FIRING else a.severity.upper()}* `{a.id}`: {a.summary}"
                             for a in message.alerts)
-        return {"text": message.title, "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f"*{message.title}*"[:3000]}},
+        mention = " ".join(message.recipients_for("slack"))  # an escalation target such as slack:@eng-manager
+        head = f"{mention} {message.title}" if mention else message.title
+        return {"text": head, "blocks": [
+            {"type": "section", "text": {"type": "mrkdwn", "text": f"{mention} *{message.title}*".strip()[:3000]}},
             {"type": "section", "text": {"type": "mrkdwn", "text": bullets[:3000] or "(no alerts)"}},
             {"type": "context", "elements": [{"type": "mrkdwn", "text": f"nanoedit · {message.kind} · {message.id}"}]},
         ]}
@@ -161,7 +165,8 @@ class EmailChannel:
 
     def send(self, message: Notification, timeout_s: float) -> SendResult:
         mail = EmailMessage()
-        mail["Subject"], mail["From"], mail["To"] = message.title[:200], self.sender, ", ".join(self.to)
+        to = message.recipients_for(self.name) or self.to  # an escalation target such as email:em@example.com
+        mail["Subject"], mail["From"], mail["To"] = message.title[:200], self.sender, ", ".join(to)
         mail["Message-ID"] = f"<{message.id}@nanoedit>"
         mail.set_content(render_text(message))
         factory = smtplib.SMTP_SSL if self.ssl else smtplib.SMTP
@@ -193,9 +198,8 @@ class LogChannel:
 class RecordingChannel:
     """The in-package stub of `Channel` for tests: records every message and answers 200."""
 
-    name = "stub"
-
-    def __init__(self) -> None:
+    def __init__(self, name: str = "stub") -> None:
+        self.name = name  # name it "pagerduty", "slack"... to stand in for a routed channel
         self.messages: list[Notification] = []
 
     def send(self, message: Notification, timeout_s: float) -> SendResult:

@@ -11,6 +11,10 @@ incident — makes at most ONE message holding all of its alerts that notify now
   unacknowledged firing alerts (critical 5 min, high 15 min, medium 1 h, low 4 h by default);
 - a silenced alert changes state and history as usual but is left out of messages (its firing goes out if the
   silence ends while it still fires); an acknowledged alert stops repeating for that episode, not its resolved.
+With a paging policy (`paging.PagingPolicy`, from the rules file; `build_engine` always passes one), the
+`escalation.Pager` then routes each message to its severity's channels, holds non-critical ones during quiet
+hours for the morning digest, escalates unacknowledged alerts and tells PagerDuty about acks. Without one, every
+message goes to every channel (the engine's behaviour before paging existed).
 State is persisted after delivery, so a crash mid-evaluation re-sends rather than loses (at least once). A
 message counts as sent even when a channel failed: every attempt is in the history, and the next notification
 (repeat or resolved) tries again; retrying a failed channel forever would spam the healthy ones.
@@ -26,9 +30,12 @@ from typing import Any
 import redis
 from redis.exceptions import LockError
 
+from monitoring.alerts.escalation import Pager
 from monitoring.alerts.lifecycle import ERROR, instances, judge, step
+from monitoring.alerts.manual import ManualAlerts
 from monitoring.alerts.model import FIRING, RESOLVED, AlertState, AlertView, Notification
 from monitoring.alerts.notifier import Notifier
+from monitoring.alerts.paging import PagingPolicy
 from monitoring.alerts.rules import RuleSet, severity_rank
 from monitoring.alerts.silences import Silence, SilenceStore, first_match
 from monitoring.alerts.store import AlertStore
@@ -40,13 +47,15 @@ LOCK_TTL_S = 90.0  # ≥ the health-report task's hard time limit: a killed eval
 
 class AlertEngine:
     def __init__(self, r: redis.Redis, prefix: str, clock: Clock, rules: RuleSet, notifier: Notifier,
-                 *, lock_ttl_s: float = LOCK_TTL_S) -> None:
+                 *, lock_ttl_s: float = LOCK_TTL_S, paging: PagingPolicy | None = None) -> None:
         self.clock = clock
         self.rules = rules
         self.notifier = notifier
         self.store = AlertStore(r, prefix, clock)
         self.silences = SilenceStore(r, prefix, clock)
+        self.manual = ManualAlerts(r, prefix, clock)  # custom alerts and resolves by hand
         self.lock_ttl_s = max(lock_ttl_s, notifier.budget_s * 2)
+        self.pager = Pager(paging, self.store) if paging is not None else None
 
     def evaluate(self, report: dict[str, Any]) -> list[Notification]:
         """Evaluate every rule on `report`; returns the notifications sent (with their delivery attempts)."""
@@ -71,13 +80,18 @@ class AlertEngine:
         events: list[dict[str, Any]] = []
         current: dict[str, AlertState] = {}
         transitions: dict[str, list[str]] = {}
-        for inst in instances(self.rules, report):
+        resolves, manual_done = self.manual.resolves(), set[str]()
+        for inst in instances(self.rules, report) + self.manual.instances():
             st = previous.pop(inst.id, None) or AlertState(inst.id, inst.rule.name, inst.rule.group,
                                                            inst.rule.severity)
             had_error = st.data == ERROR
             verdict = judge(inst, report)
-            transitions[inst.id] = step(st, inst, verdict, now, lambda: uuid.uuid4().hex[:12])
+            held = self.manual.hold(st, verdict, resolves.get(inst.id), now, manual_done)
+            transitions[inst.id] = (held if held is not None
+                                    else step(st, inst, verdict, now, lambda: uuid.uuid4().hex[:12]))
             events += [self.store.event(t, st) for t in transitions[inst.id]]
+            if "firing" in transitions[inst.id]:  # a new episode: its escalation starts again
+                st.paged_at, st.escalation_level = None, 0
             if verdict.outcome == ERROR and not had_error:
                 log.warning("alert rule cannot be evaluated", extra={"alert_id": inst.id, "reason": verdict.reason})
                 events.append(self.store.event("rule_error", st, reason=verdict.reason))
@@ -93,15 +107,22 @@ class AlertEngine:
             message = self._plan(group, members, transitions, acks, silences, group_states, now, events)
             if message is not None:
                 messages.append(message)
+        if self.pager is not None:
+            messages = self.pager.apply(messages, current, acks, lambda st: first_match(silences, st) is not None,
+                                        group_states, now, events)
         sent = self.notifier.send_many(messages)
         for m in sent:
             events.append(self.store.event(
                 "notified", None, message_id=m.id, kind=m.kind, group=m.group, severity=m.severity,
                 escalated=m.escalated, alerts=[a.id for a in m.alerts], delivered=m.delivered,
-                deliveries=[d.to_dict() for d in m.deliveries]))
+                deliveries=[d.to_dict() for d in m.deliveries],
+                **({"incident": m.incident} if m.incident else {}), **({"step": m.step} if m.step else {})))
         stale_acks = [k for k, a in acks.items()
                       if k not in current or current[k].state != FIRING or current[k].episode != a.get("episode")]
         self.store.save(current, previous.keys(), group_states, events, stale_acks)
+        if self.pager is not None:
+            self.pager.commit()
+        self.manual.settle(manual_done | (resolves.keys() - current.keys()))  # applied, or alert gone
         self.silences.purge()
         return sent
 
@@ -151,7 +172,8 @@ class AlertEngine:
             st.notified = True
         for st in new + firing + resolved:
             st.last_notified_at = now
-        group_states[group] = {"last_notified_at": now, "last_message_id": message.id, "last_kind": kind}
+        group_states[group] = {**group_states.get(group, {}),  # keeps the Pager's incident keys
+                               "last_notified_at": now, "last_message_id": message.id, "last_kind": kind}
         return message
 
     def test(self) -> Notification:

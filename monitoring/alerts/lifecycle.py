@@ -118,6 +118,7 @@ def step(st: AlertState, inst: Instance, verdict: Verdict, now: float,
             st.state, st.fired_at, st.resolved_at = FIRING, now, None
             st.episode = new_episode()
             st.notified = st.silence_noted = False
+            st.resolved_by = ""
             st.last_notified_at = None
             events.append("firing")
         return events

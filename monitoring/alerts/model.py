@@ -12,7 +12,7 @@ from typing import Any
 from shared.clock import rfc3339
 
 INACTIVE, PENDING, FIRING, RESOLVED = "inactive", "pending", "firing", "resolved"
-KINDS = ("firing", "repeat", "resolved", "test")
+KINDS = ("firing", "repeat", "resolved", "test", "escalation", "acknowledged", "digest")
 
 
 @dataclass(slots=True)
@@ -34,6 +34,8 @@ class AlertState:
     notified: bool = False  # this episode's firing message went out
     silence_noted: bool = False  # this episode's suppression is in the history already
     last_notified_at: float | None = None
+    paged_at: float | None = None  # this episode first reached a person (not held by quiet hours)
+    escalation_level: int = 0  # escalation steps taken this episode (paging.py)
     value: Any = None
     values: list[Any] = field(default_factory=list)
     summary: str = ""
@@ -41,6 +43,7 @@ class AlertState:
     data: str = "ok"  # ok | insufficient | error (a path missing from the report)
     error: str = ""
     evaluated_at: float | None = None
+    resolved_by: str = ""  # who resolved this episode by hand (monitoring/alerts/manual.py); "" = its condition
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,7 +57,7 @@ class AlertState:
         """The API view: times as RFC 3339 plus the ack and silence that apply to this episode."""
         out = {k: v for k, v in self.to_dict().items()
                if k not in ("silence_noted", "active_since", "fired_at", "resolved_at", "clear_since",
-                            "last_notified_at", "evaluated_at")}
+                            "last_notified_at", "evaluated_at", "paged_at")}
         out.update({"pending_since": rfc3339(self.active_since), "fired_at": rfc3339(self.fired_at),
                     "resolved_at": rfc3339(self.resolved_at), "last_notified_at": rfc3339(self.last_notified_at),
                     "evaluated_at": rfc3339(self.evaluated_at), "acknowledged": acked, "silenced_by": silenced_by})
@@ -118,6 +121,15 @@ class Notification:
     alerts: tuple[AlertView, ...]
     escalated: bool = False
     deliveries: tuple[DeliveryAttempt, ...] = ()
+    # Routing (escalation.Pager): the routed channels this message goes to (None: every channel), per-channel
+    # recipient overrides, the incident key (PagerDuty dedup_key) and the escalation step's label.
+    channels: tuple[str, ...] | None = None
+    recipients: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    incident: str = ""
+    step: str = ""
+
+    def recipients_for(self, channel: str) -> tuple[str, ...]:
+        return next((r for c, r in self.recipients if c == channel), ())
 
     @property
     def title(self) -> str:
@@ -126,6 +138,10 @@ class Notification:
                 else "a test notification from nanoedit: this channel works")
         more = f" (+{len(self.alerts) - 1} more)" if len(self.alerts) > 1 else ""
         label = "ESCALATED" if self.escalated else self.kind.upper()
+        if self.kind == "digest":
+            return f"[{self.severity.upper()}] DIGEST: {len(self.alerts)} alert(s) held during quiet hours"
+        if self.kind == "escalation":
+            label = f"ESCALATION to {self.step}"
         return f"[{self.severity.upper()}] {label} {self.group}: {head}{more}"
 
     @property
@@ -135,5 +151,6 @@ class Notification:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "kind": self.kind, "group": self.group, "severity": self.severity,
                 "escalated": self.escalated, "title": self.title, "created_at": rfc3339(self.created_at),
+                "incident": self.incident, "step": self.step,
                 "alerts": [a.to_dict() for a in self.alerts],
                 "deliveries": [d.to_dict() for d in self.deliveries]}

@@ -6,6 +6,9 @@ Each channel runs in its own thread: attempts with a per-attempt timeout, retrie
 whole send returns within `budget_s` even if a channel ignores its timeout (its thread is abandoned and the
 attempt recorded as given up). The `Clock` is injected (backoff sleeps, attempt timestamps and durations) so
 tests never wait for backoff.
+A message that names its routed channels (`Notification.channels`, set by the escalation policy) goes to those
+plus every channel a policy does not route (the log, the signed webhook); a named channel that is not configured
+is skipped, logged once per process.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from monitoring.alerts.channels import (
     SlackChannel,
     WebhookChannel,
 )
+from monitoring.alerts.channels_paging import PagerDutyChannel, SmsChannel
 from monitoring.alerts.model import DeliveryAttempt, Notification
+from monitoring.alerts.paging import ROUTED_CHANNELS
 from shared.clock import Clock, SystemClock
 from shared.settings import Settings
 
@@ -45,6 +50,18 @@ class Notifier:
         self.backoff_s = backoff_s
         self.backoff_cap_s = backoff_cap_s
         self.clock = clock or SystemClock()
+        self._unconfigured_noted: set[str] = set()
+
+    def route(self, message: Notification) -> list[Channel]:
+        """The channels `message` goes to (see the module docstring)."""
+        if message.channels is None:
+            return list(self.channels)
+        missing = set(message.channels) - {c.name for c in self.channels} - self._unconfigured_noted
+        if missing:
+            self._unconfigured_noted |= missing
+            log.warning("alert policy names channels that are not configured; skipped",
+                        extra={"channels": sorted(missing)})
+        return [c for c in self.channels if c.name in message.channels or c.name not in ROUTED_CHANNELS]
 
     @property
     def channel_names(self) -> list[str]:
@@ -68,15 +85,16 @@ class Notifier:
 
     def send(self, message: Notification) -> Notification:
         """`message` with `deliveries` filled in: every attempt on every channel, in channel order."""
-        if not self.channels:
+        channels = self.route(message)
+        if not channels:
             return message
-        pool = ThreadPoolExecutor(max_workers=len(self.channels), thread_name_prefix="nanoedit-alert")
+        pool = ThreadPoolExecutor(max_workers=len(channels), thread_name_prefix="nanoedit-alert")
         started, t0 = self.clock.now(), self.clock.monotonic()
         try:
-            futures = [pool.submit(self._deliver, ch, message) for ch in self.channels]
+            futures = [pool.submit(self._deliver, ch, message) for ch in channels]
             wait(futures, timeout=self.budget_s)
             attempts: list[DeliveryAttempt] = []
-            for ch, fut in zip(self.channels, futures, strict=True):
+            for ch, fut in zip(channels, futures, strict=True):
                 if fut.done() and fut.exception() is None:
                     attempts.extend(fut.result())
                 else:  # still running past the budget (or crashed outside its own guard)
@@ -121,6 +139,12 @@ def build_channels(settings: Settings, clock: Clock | None = None) -> list[Chann
     if settings.smtp_url or settings.alert_email_to:
         to = [a.strip() for a in settings.alert_email_to.split(",") if a.strip()]
         channels.append(EmailChannel(settings.smtp_url, to))
+    if settings.pagerduty_routing_key:
+        channels.append(PagerDutyChannel(settings.pagerduty_routing_key, settings.pagerduty_url))
+    if settings.sms_url or settings.sms_to:
+        numbers = [n.strip() for n in settings.sms_to.split(",") if n.strip()]
+        channels.append(SmsChannel(settings.sms_url, settings.sms_account_sid, settings.sms_auth_token,
+                                   settings.sms_from, numbers))
     return channels
 
 

@@ -4,9 +4,11 @@
   {p}:alerts:groups      hash  group → {last_notified_at, last_message_id, last_kind}
   {p}:alerts:acks        hash  alert id → {episode, by, comment, at}; an ack applies to one firing episode only
   {p}:alerts:history     list  newest first, capped at HISTORY_MAX: pending, firing, resolved, cleared, notified
-                               (with every delivery attempt), silenced, acked, dropped
+                               (with every delivery attempt), silenced, acked, dropped, resolve_requested
+                               (custom alerts and resolves by hand have their own keys: manual.py)
   {p}:alerts:lock        string  held while one evaluation runs (redis-py's Lock: token + Lua release)
   {p}:alerts:last_eval   string  epoch seconds of the last completed evaluation (the dead-man's signal)
+  {p}:alerts:held        list  alerts held by quiet hours (JSON rows), oldest first, until the morning digest
 
 Acks are written by the API while the engine may be evaluating, so they live apart from the state hash, which
 only the engine (under the lock) writes: neither can overwrite the other's update.
@@ -34,6 +36,7 @@ class AlertStore:
         base = f"{prefix}:alerts"
         self.state_key, self.groups_key, self.acks_key = f"{base}:state", f"{base}:groups", f"{base}:acks"
         self.history_key, self.lock_key, self.last_eval_key = f"{base}:history", f"{base}:lock", f"{base}:last_eval"
+        self.held_key = f"{base}:held"
 
     # -- reads --------------------------------------------------------------------------------------------------
     def states(self) -> dict[str, AlertState]:
@@ -62,7 +65,23 @@ class AlertStore:
         raw = self.r.get(self.last_eval_key)
         return float(str(raw)) if raw else None
 
+    def held(self) -> list[dict[str, Any]]:
+        return [json.loads(str(x)) for x in self.r.lrange(self.held_key, 0, -1)]
+
     # -- writes -------------------------------------------------------------------------------------------------
+    def hold(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Keep rows for the next digest (written under the evaluation lock, like the state hash)."""
+        data = [json.dumps(row, default=str) for row in rows]
+        if data:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.rpush(self.held_key, *data)
+            pipe.ltrim(self.held_key, -HISTORY_MAX, -1)  # a long weekend of hourly repeats stays bounded
+            pipe.execute()
+
+    def clear_held(self, count: int) -> None:
+        """Drop the first `count` held rows once their digest went out (rows held meanwhile stay)."""
+        self.r.ltrim(self.held_key, count, -1)
+
     def lock(self, ttl_s: float) -> Lock:
         return self.r.lock(self.lock_key, timeout=ttl_s, blocking=False)
 
@@ -73,6 +92,8 @@ class AlertStore:
         if st is not None:
             ev.update({"alert_id": st.id, "rule": st.rule, "group": st.group, "severity": st.severity,
                        "episode": st.episode, "value": st.value, "summary": st.summary})
+            if st.resolved_by:  # resolved by hand (manual.py): the history says who
+                ev["resolved_by"] = st.resolved_by
         ev.update(extra)
         return ev
 
