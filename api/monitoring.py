@@ -1,4 +1,6 @@
-"""Routes under /v1/monitoring: the beat health report (latest, history, daily summary).
+"""Routes under /v1/monitoring: the beat health report (latest, history, daily summary, weekly and monthly
+reviews from monitoring/periodic.py) and the dashboard's
+chart series built from it (monitoring/series.py).
 
 Operator routes: they need the admin token when auth is on.
 """
@@ -12,7 +14,9 @@ from flask import Blueprint, Response, jsonify, request
 
 from api.auth import require_admin
 from api.services import services
+from monitoring.periodic import PERIOD_KINDS, Period, PeriodError, ReviewBuilder
 from monitoring.report import HealthReporter
+from monitoring.series import RANGES, chart_series
 from shared.errors import ClientInputError, NotFound
 
 bp = Blueprint("monitoring", __name__)
@@ -30,7 +34,8 @@ def reporter() -> HealthReporter:
 
 @bp.get("/v1/monitoring/report")
 def report() -> Response:
-    """?period=latest (default) | daily [&day=YYYY-MM-DD] | history [&since_s=3600]."""
+    """?period=latest (default) | daily [&day=YYYY-MM-DD] | history [&since_s=3600]
+    | weekly [&period_id=YYYY-Www] | monthly [&period_id=YYYY-MM] (default: the current week or month so far)."""
     svc = services()
     require_admin(svc.settings, request)
     period = request.args.get("period", "latest")
@@ -42,7 +47,11 @@ def report() -> Response:
     if not re.fullmatch(r"[0-9]{1,6}", raw_since) or int(raw_since) > 86400:
         raise ClientInputError(f"since_s={raw_since[:20]!r}", code="invalid_request",
                                suggestion="since_s is a whole number of seconds from 0 to 86400.")
+    review_period = _review_period(period, request.args.get("period_id"))
     rep = reporter()
+    if period in PERIOD_KINDS:
+        builder = ReviewBuilder(rep, svc.clock)
+        return jsonify(builder.build(review_period or builder.current(period)))
     if period == "latest":
         latest = rep.latest()
         if latest is None:
@@ -54,7 +63,22 @@ def report() -> Response:
     if period == "history":
         return jsonify({"reports": rep.history(since_s=int(raw_since))})
     raise ClientInputError(f"period={period[:20]!r}", code="invalid_request",
-                           suggestion="Use period=latest, daily or history.")
+                           suggestion="Use period=latest, daily, history, weekly or monthly.")
+
+
+def _review_period(period: str, period_id: str | None) -> Period | None:
+    """The review period `period_id` names (None: not given); 400 for an id that names none or a wrong period."""
+    if period_id is None:
+        return None
+    if period not in PERIOD_KINDS:
+        raise ClientInputError(f"period_id with period={period[:20]!r}", code="invalid_request",
+                               suggestion="period_id goes with period=weekly (YYYY-Www) or monthly (YYYY-MM).")
+    try:
+        return Period.parse(period, period_id)
+    except PeriodError:
+        raise ClientInputError(f"period_id={period_id[:20]!r}", code="invalid_request",
+                               suggestion="Use YYYY-Www (ISO week, e.g. 2026-W05) for weekly, "
+                                          "YYYY-MM for monthly.") from None
 
 
 def _is_date(day: str) -> bool:
@@ -65,3 +89,16 @@ def _is_date(day: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+@bp.get("/v1/monitoring/series")
+def series() -> Response:
+    """?range=1h (default) | 24h: the dashboard's chart points, built from the stored reports (bounded)."""
+    svc = services()
+    require_admin(svc.settings, request)
+    name = request.args.get("range", "1h")
+    chart_range = RANGES.get(name)
+    if chart_range is None:
+        raise ClientInputError(f"range={name[:20]!r}", code="invalid_request",
+                               suggestion="Use range=" + " or ".join(RANGES) + ".")
+    return jsonify(chart_series(reporter(), chart_range).as_json())

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.admin import MAX_LIMIT_VALUE
+from api.openapi_audit import create_alert_op
 from api.openapi_parts import _headers, _json, _obj, _op, _responses
 from monitoring.alerts.silences import MATCHER_KEYS, MAX_COMMENT_CHARS, MAX_DURATION_S, MAX_PATTERN_CHARS
 
@@ -36,12 +37,19 @@ def _admin_paths() -> dict[str, Any]:
                           description=admin),
         },
         "/v1/monitoring/report": {
-            "get": _op("getReport", "monitoring", "Beat health report: latest, history or a daily summary",
+            "get": _op("getReport", "monitoring",
+                       "Beat health report: latest, history, a daily summary, or a weekly or monthly review",
                        _responses({200: _json("The report (p50/p95/p99 are null below the minimum sample count).",
                                               state)}, 400, 401, 403, 404),
                        description=admin, parameters=[
                            {"name": "period", "in": "query", "required": False,
-                            "schema": {"type": "string", "enum": ["latest", "daily", "history"]}},
+                            "schema": {"type": "string",
+                                       "enum": ["latest", "daily", "history", "weekly", "monthly"]}},
+                           {"name": "period_id", "in": "query", "required": False,
+                            "description": "With period=weekly: an ISO week YYYY-Www; with period=monthly: "
+                                           "YYYY-MM (default: the current one so far, `complete: false`).",
+                            "schema": {"type": "string",
+                                       "pattern": "^[0-9]{4}-(W(0[1-9]|[1-4][0-9]|5[0-3])|0[1-9]|1[0-2])$"}},
                            {"name": "day", "in": "query", "required": False,
                             "schema": {"type": "string", "format": "date"}},
                            {"name": "since_s", "in": "query", "required": False,
@@ -131,7 +139,8 @@ def _alert_paths() -> dict[str, Any]:
                 {"name": "limit", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
                 {"name": "alert", "in": "query", "required": False, "description": "history of one alert id",
-                 "schema": {"type": "string"}}])},
+                 "schema": {"type": "string"}}]),
+            "post": create_alert_op()},
         "/v1/monitoring/alerts/{alert_id}/ack": {"post": _op(
             "ackAlert", "monitoring", "Acknowledge a firing alert: no more repeats this episode",
             _responses({200: _json("The alert with its acknowledgement.", alert)}, 400, 401, 403, 404, 409),

@@ -128,10 +128,14 @@ class NanoeditClient:
         return body
 
     # -- operators ----------------------------------------------------------------------------------
-    def report(self, period: str = "latest", day: str | None = None, since_s: int | None = None) -> dict[str, Any]:
+    def report(self, period: str = "latest", day: str | None = None, since_s: int | None = None,
+               period_id: str | None = None) -> dict[str, Any]:
+        """period: latest | daily (day) | history (since_s) | weekly or monthly (period_id YYYY-Www / YYYY-MM)."""
         params: dict[str, Any] = {"period": period}
         if day:
             params["day"] = day
+        if period_id:
+            params["period_id"] = period_id
         if since_s is not None:
             params["since_s"] = since_s
         return self._json("GET", "/v1/monitoring/report", params=params)

@@ -64,6 +64,9 @@ TASK_WEBHOOK = "nanoedit.webhook"
 TASK_WEBHOOK_DISPATCH = "nanoedit.webhook_dispatch"
 TASK_HEALTH_REPORT = "nanoedit.health_report"
 TASK_PUMP = "nanoedit.pump"
+TASK_REVIEWS = "nanoedit.reviews"
+# How often beat checks whether a weekly or monthly review is due (workers/maintenance.py `reviews`).
+REVIEWS_INTERVAL_S = 300.0
 
 # The job queues with a fair line per owner in front of them, and how often beat pumps them (safety net).
 FAIR_QUEUES = (PREPROCESS_QUEUE, GENERATE_QUEUE)
@@ -116,6 +119,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             TASK_WEBHOOK_DISPATCH: {"queue": WEBHOOKS_QUEUE, "routing_key": WEBHOOKS_QUEUE},
             TASK_HEALTH_REPORT: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
             TASK_PUMP: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
+            TASK_REVIEWS: {"queue": MAINTENANCE_QUEUE, "routing_key": MAINTENANCE_QUEUE},
         },
         "beat_schedule": {
             "reconcile": {"task": TASK_RECONCILE, "schedule": float(settings.reconcile_interval_s),
@@ -126,6 +130,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "webhook_dispatch": {"task": TASK_WEBHOOK_DISPATCH, "schedule": settings.webhook_dispatch_interval_s,
                                  "options": {"expires": settings.webhook_dispatch_interval_s}},
             "pump": {"task": TASK_PUMP, "schedule": PUMP_INTERVAL_S, "options": {"expires": PUMP_INTERVAL_S}},
+            "reviews": {"task": TASK_REVIEWS, "schedule": REVIEWS_INTERVAL_S,
+                        "options": {"expires": REVIEWS_INTERVAL_S}},
         },
         "timezone": "UTC",
         # Baseline for benchmarks only: Celery's own rate limit is per worker instance, so N instances send N×.

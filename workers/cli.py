@@ -86,10 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     lim.add_argument("--reset", action="store_true", help="drop all run-time overrides (env defaults apply)")
     cir = sub.add_parser("circuit", help="show the provider circuit breaker, or force it (operators)")
     cir.add_argument("--force", choices=["open", "closed"], default=None)
-    rp = sub.add_parser("report", help="the beat health report: latest, --daily [DAY] or --history (operators)")
+    rp = sub.add_parser("report", help="the beat health report: latest, --daily [DAY], --history, "
+                                       "--weekly [WEEK] or --monthly [MONTH] (operators)")
     rp.add_argument("--daily", nargs="?", const="", default=None, metavar="DAY",
                     help="daily summary (UTC YYYY-MM-DD; default today so far)")
     rp.add_argument("--history", action="store_true", help="the reports of the last hour")
+    rp.add_argument("--weekly", nargs="?", const="", default=None, metavar="WEEK",
+                    help="weekly review (ISO week YYYY-Www; default this week so far)")
+    rp.add_argument("--monthly", nargs="?", const="", default=None, metavar="MONTH",
+                    help="monthly review (YYYY-MM; default this month so far)")
     al = sub.add_parser("alerts", help="firing alerts, their history, ack one, or test the channels (operators)")
     al.add_argument("--history", action="store_true", help="the event history instead of what fires now")
     al.add_argument("--all", action="store_true", help="pending and resolved alerts too")
@@ -300,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             if args.daily is not None:
                 _print_json(client.report("daily", day=args.daily or None))
+            elif args.weekly is not None or args.monthly is not None:
+                kind, pid = ("weekly", args.weekly) if args.weekly is not None else ("monthly", args.monthly)
+                _print_json(client.report(kind, period_id=pid or None))
             else:
                 _print_json(client.report("history" if args.history else "latest"))
             return EXIT_OK

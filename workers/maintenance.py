@@ -14,7 +14,10 @@ from typing import Any
 
 from monitoring import metrics
 from monitoring.alerts import build_engine
+from monitoring.baseline import annotate_report as annotate_baselines
+from monitoring.periodic import ReviewBuilder
 from monitoring.report import HealthReporter
+from monitoring.review_delivery import ReviewDelivery, review_channels
 from shared.apikeys import ANONYMOUS
 from shared.errors import BlobStoreUnavailable, NanoeditError, job_error
 from shared.queueing import FAIR_QUEUES, PREPROCESS_QUEUE
@@ -49,7 +52,9 @@ def reconcile(ctx: WorkerContext) -> dict[str, Any]:
 
 def pump(ctx: WorkerContext) -> int:
     """Move work from the per-key fair lines into the Celery job queues (beat's safety net; every push and
-    every stage task's end pump too). Also returns stale taken-but-unsent work to its lines."""
+    every stage task's end pump too). Also returns stale taken-but-unsent work to its lines, and keeps the finish
+    rate behind every status read's ETA fresh (beat runs this every second)."""
+    ctx.store.refresh_rate()
     return sum(ctx.enqueuer.pump(queue) for queue in FAIR_QUEUES)
 
 
@@ -143,6 +148,7 @@ def health_report(ctx: WorkerContext) -> dict[str, Any]:
     if not rep.try_lock(int(ctx.settings.report_interval_s * 1000 * 0.8)):
         return {"skipped": "another health report ran in this period"}
     report = rep.build()
+    annotate_baselines(ctx.settings, ctx.redis, ctx.clock, report)  # baseline rules' section (monitoring/baseline.py)
     rep.store(report)
     notified: int | str = 0
     try:  # a broken rule or channel must never cost the report; the engine logs and records its own failures
@@ -154,6 +160,16 @@ def health_report(ctx: WorkerContext) -> dict[str, Any]:
     if not rep.has_daily(yesterday):
         rep.daily(yesterday)
     return {"generated_at": report["generated_at"], "notifications": notified}
+
+
+def reviews(ctx: WorkerContext) -> dict[str, Any]:
+    """Send the weekly and monthly reviews that are due to the Slack and email channels, once per period
+    (monitoring/review_delivery.py decides what is due with the injected clock)."""
+    channels = review_channels(ctx.settings, ctx.clock)
+    if not channels:
+        return {"skipped": "no Slack or email channel configured"}
+    builder = ReviewBuilder(reporter(ctx), ctx.clock)
+    return ReviewDelivery(ctx.redis, ctx.settings.redis_prefix, ctx.clock, builder, channels).deliver_due()
 
 
 def expire(ctx: WorkerContext) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from shared.queueing import (
     TASK_PREPROCESS,
     TASK_PUMP,
     TASK_RECONCILE,
+    TASK_REVIEWS,
     TASK_WEBHOOK,
     TASK_WEBHOOK_DISPATCH,
 )
@@ -149,6 +150,11 @@ def pump(self: Task) -> dict[str, Any]:
 @app.task(name=TASK_HEALTH_REPORT, bind=True, soft_time_limit=60, time_limit=90)
 def health_report(self: Task) -> dict[str, Any]:
     return maintenance.health_report(context())
+
+
+@app.task(name=TASK_REVIEWS, bind=True, soft_time_limit=120, time_limit=150)
+def reviews(self: Task) -> dict[str, Any]:
+    return maintenance.reviews(context())
 
 
 @app.task(name=TASK_EXPIRE, bind=True, soft_time_limit=120, time_limit=150)
