@@ -41,6 +41,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     from api.admin import bp as admin_bp
     from api.admin_pools import bp as admin_pools_bp
     from api.alerts import bp as alerts_bp
+    from api.alerts_manual import bp as alerts_manual_bp
+    from api.audit import bp as audit_bp
     from api.events import bp as events_bp
     from api.health import bp as health_bp
     from api.jobs import bp as jobs_bp
@@ -59,6 +61,8 @@ def create_app(settings: Settings, *, clock: Clock | None = None, redis_conn: re
     app.register_blueprint(admin_pools_bp)  # /v1/admin/workers: worker pools, resize
     app.register_blueprint(monitoring_bp)
     app.register_blueprint(alerts_bp)
+    app.register_blueprint(alerts_manual_bp)  # custom alerts, resolve by hand
+    app.register_blueprint(audit_bp)  # GET /v1/monitoring/audit (operator actions)
     app.register_blueprint(meta_bp)
     app.register_blueprint(models_bp)  # GET /v1/models (the model catalogue)
     app.register_blueprint(usage_bp)  # GET /v1/usage (tokens and estimated cost per day/month)

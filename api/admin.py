@@ -10,9 +10,10 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from api.audit import audit
 from api.auth import require_admin
 from api.bodies import OPERATOR_JSON_BYTES, read_json_object
-from api.services import services
+from api.services import Services, services
 from shared.errors import ClientInputError
 
 bp = Blueprint("admin", __name__)
@@ -26,6 +27,11 @@ def _limits_body() -> dict[str, Any]:
     state = svc.limiter.state()
     state["defaults"] = {f: getattr(svc.settings.limit_config(), f) for f in LIMIT_FIELDS}
     return state
+
+
+def _config(svc: Services) -> dict[str, Any]:
+    """The limits in force (for the audit log's before/after)."""
+    return {f: getattr(svc.limiter.get_config(), f) for f in LIMIT_FIELDS}
 
 
 @bp.get("/v1/admin/limits")
@@ -52,11 +58,13 @@ def patch_limits() -> Response:
                                   or not -MAX_LIMIT_VALUE <= value <= MAX_LIMIT_VALUE):  # 400-digit ints too
             raise ClientInputError(f"{name} must be a number up to {MAX_LIMIT_VALUE:.0e}, or null",
                                    code="invalid_request", suggestion="Send numbers; null restores the env default.")
+    before = _config(svc)
     try:
         svc.limiter.set_config(**body)
     except ValueError as exc:
         raise ClientInputError(str(exc)[:200], code="invalid_request",
                                suggestion="concurrency ≥ 1, rpm ≥ 0, images_per_min ≥ 0, lease_s > 0.") from None
+    audit("limits.update", target="limits", before=before, after=_config(svc), details={"sent": body})
     return jsonify(_limits_body())
 
 
@@ -64,7 +72,9 @@ def patch_limits() -> Response:
 def reset_limits() -> Response:
     svc = services()
     require_admin(svc.settings, request)
+    before = _config(svc)
     svc.limiter.reset_config()
+    audit("limits.reset", target="limits", before=before, after=_config(svc))
     return jsonify(_limits_body())
 
 
@@ -86,5 +96,7 @@ def force_circuit() -> Response:
         raise ClientInputError("state must be 'open' or 'closed'", code="invalid_request",
                                suggestion='Send {"state": "open"} to stop provider calls, {"state": "closed"} '
                                           "to resume.")
+    before = svc.breaker.state().get("state")
     svc.breaker.force(str(state), reason=f"forced {state} by an operator via the API")
+    audit("circuit.force", target="circuit", before={"state": before}, after={"state": str(state)})
     return jsonify({**svc.breaker.state(), "history": svc.breaker.history(20)})

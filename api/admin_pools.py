@@ -14,6 +14,7 @@ import kombu.exceptions
 import redis
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from api.audit import audit
 from api.auth import require_admin
 from api.bodies import OPERATOR_JSON_BYTES, read_json_object
 from api.services import services
@@ -71,4 +72,7 @@ def scale_workers() -> Response:
                                                                   "negative delta shrinks.")
     cap = svc.limiter.get_config().concurrency
     result = _guarded(lambda: _pools().scale(body["queue"], body["delta"], cap))
-    return jsonify(result.to_json())
+    out = result.to_json()
+    audit("workers.scale", target=result.queue, before={"slots": out["slots_before"]},
+          after={"slots": out["slots_after"]}, details={"delta": result.delta, "applied": result.applied})
+    return jsonify(out)

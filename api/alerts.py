@@ -14,6 +14,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from flask.blueprints import BlueprintSetupState
 
+from api.audit import audit
 from api.auth import require_admin
 from api.bodies import OPERATOR_JSON_BYTES, read_json_object
 from api.services import services
@@ -123,6 +124,7 @@ def ack_alert(alert_id: str) -> Response:
                        "acknowledged.", suggestion="Acknowledge it while it fires; a silence mutes it ahead.")
     by, comment = str(body.get("by") or "operator")[:100], str(body.get("comment") or "")[:500]
     ack = alerts.ack(st, by=by, comment=comment)
+    audit("alert.ack", target=st.id, details={"episode": st.episode, "comment": comment}, given_actor=by)
     return jsonify(st.public(acked=ack))
 
 
@@ -211,6 +213,7 @@ def create_silence() -> Response:
                             str(body.get("created_by") or "operator")[:100], starts_at=window.get("starts_at"))
     except SilenceError as exc:
         raise _silence_error(exc) from None
+    audit("silence.create", target=s.id, after=s.public(services().clock.now()), given_actor=s.created_by)
     resp = jsonify(s.public(services().clock.now()))
     resp.status_code = 201
     resp.headers["Location"] = f"/v1/monitoring/silences/{s.id}"
@@ -248,8 +251,9 @@ def update_silence(silence_id: str) -> Response:
         s = silences.update(silence_id, **changes)
     except SilenceError as exc:
         raise _silence_error(exc) from None
-    return jsonify(_get_silence(silences, silence_id).public(services().clock.now()) if s is None
-                   else s.public(services().clock.now()))
+    after = (_get_silence(silences, silence_id) if s is None else s).public(services().clock.now())
+    audit("silence.update", target=silence_id, before=current.public(services().clock.now()), after=after)
+    return jsonify(after)
 
 
 @bp.delete("/v1/monitoring/silences/<silence_id>")
@@ -257,4 +261,5 @@ def delete_silence(silence_id: str) -> Response:
     _, silences = _stores()
     s = _get_silence(silences, silence_id)
     silences.delete(silence_id)
+    audit("silence.delete", target=silence_id, before=s.public(services().clock.now()))
     return jsonify({**s.public(services().clock.now()), "deleted": True})

@@ -11,6 +11,7 @@ from typing import Any
 
 from api.intake import FROM_JOB_PATTERN
 from api.jobs import CURSOR_PATTERN
+from api.openapi_audit import audit_paths
 from api.openapi_models import attempt_fields, job_fields, model_paths, model_schemas, option_fields
 from api.openapi_ops import _admin_paths, _alert_paths, _metrics_paths
 from api.openapi_parts import (
@@ -31,6 +32,7 @@ from api.openapi_parts import (
 )
 from api.openapi_pools import pools_paths
 from api.openapi_references import json_image_schema, multipart_counts, parent_schema
+from api.openapi_series import series_paths
 from api.openapi_waiting import with_waiting
 from api.openapi_webhooks import webhook_paths
 from api.version import VERSION
@@ -380,6 +382,7 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         "security": security,
         "paths": with_rate_limit_headers({**with_waiting(_job_paths(settings)), **webhook_paths(), **_meta_paths(),
                                           **model_paths(), **_admin_paths(), **pools_paths(settings),
-                                          **_metrics_paths(), **_alert_paths()}),
+                                          **_metrics_paths(), **_alert_paths(), **audit_paths(),
+                                          **series_paths()}),
         "components": _components(settings),
     }

@@ -14,6 +14,7 @@ from api.auth import require_admin
 from api.services import services
 from monitoring.exposition import registry, render
 from monitoring.state_collector import RedisStateCollector
+from monitoring.system_metrics import ProcessStats, SystemCollector
 
 bp = Blueprint("prometheus", __name__)
 
@@ -27,5 +28,6 @@ def metrics() -> Response:
                                 liveness=svc.liveness(),
                                 limiter=svc.limiter, breaker=svc.breaker,
                                 queue_depths=svc.enqueuer.queue_depths)
-    body, content_type = render(registry(state), request.headers.get("Accept", ""))
+    system = SystemCollector(ProcessStats(svc.redis, s.redis_prefix, svc.clock, s.worker_heartbeat_s), svc.redis)
+    body, content_type = render(registry(state, system), request.headers.get("Accept", ""))
     return Response(body, content_type=content_type)

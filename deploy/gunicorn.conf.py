@@ -53,5 +53,20 @@ def on_starting(server):  # master, once, before the first worker forks (not on 
                             "anyone who can reach it can use the service", _settings.host)
 
 
+_sampling = None  # this worker's system sampler (api/system.py), set in the worker after it loaded the app
+
+
+def post_worker_init(worker):  # each worker, app loaded: its CPU/RSS every NANOEDIT_WORKER_HEARTBEAT_S
+    global _sampling
+    from api.system import start_sampling
+
+    _sampling = start_sampling(_settings)
+
+
+def worker_exit(server, worker):  # the worker itself, on its way out: drop its system sample at once
+    if _sampling is not None:
+        _sampling.stop()
+
+
 def child_exit(server, worker):  # master: a worker exited; drop its live gauges (in-flight requests)
     mark_dead(worker.pid, _metrics_dir)

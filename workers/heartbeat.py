@@ -4,6 +4,8 @@
 `worker_ready` a thread records this worker instance (the main process, not each prefork child) in every queue
 it consumes, every NANOEDIT_WORKER_HEARTBEAT_S; on `worker_shutdown` it removes the instance at once; on
 `beat_init` a thread records beat's heartbeat. The keys and the liveness rule belong to shared/liveness.py.
+Beside each heartbeat, a second thread records the process tree's CPU and RSS on the same interval
+(monitoring/system_metrics.py).
 Hand-written instead of Celery's `inspect ping` because that is a broadcast round trip per probe, too slow and
 too noisy for a readiness check polled every few seconds.
 """
@@ -17,6 +19,7 @@ from typing import Any
 
 from celery.signals import beat_init, worker_ready, worker_shutdown
 
+from monitoring.system_metrics import ProcessSampler, ProcessStats
 from shared.clock import Clock
 from shared.liveness import WorkerRegistry
 from shared.queueing import ALL_QUEUES
@@ -33,6 +36,7 @@ class Heartbeats:
         self.settings = settings
         self.clock = clock
         self._stop = threading.Event()
+        self._sampler: ProcessSampler | None = None
 
     def registry(self) -> WorkerRegistry:
         """A registry on a fresh connection (handlers run in the process that fires the signal)."""
@@ -56,18 +60,33 @@ class Heartbeats:
         hostname = str(getattr(sender, "hostname", "unknown"))
         log.info("worker ready", extra={"queues": queues, "hostname": hostname})
         self._start("nanoedit-heartbeat", lambda: registry.record_worker(hostname, queues))
+        self._start_sampling("+".join(queues) or "worker")
 
     def on_worker_shutdown(self, sender: Any = None, **_: Any) -> None:
         self._stop.set()
         hostname = str(getattr(sender, "hostname", "unknown"))
         try:
             self.registry().remove_worker(hostname, ALL_QUEUES)
+            if self._sampler is not None:
+                s = self.settings
+                ProcessStats(redis_client(s), s.redis_prefix, self.clock, s.worker_heartbeat_s).remove(
+                    self._sampler.host, self._sampler.root.pid)
         except Exception:
             log.warning("could not remove heartbeat at shutdown", exc_info=True)
 
     def on_beat_init(self, sender: Any = None, **_: Any) -> None:
         registry = self.registry()
         self._start("nanoedit-beat-heartbeat", registry.record_beat)
+        self._start_sampling("beat")
+
+    def _start_sampling(self, role: str) -> None:
+        """This process tree's CPU/RSS every heartbeat interval (monitoring/system_metrics.py), on its own thread
+        so a slow psutil read never delays the liveness heartbeat."""
+        s = self.settings
+        stats = ProcessStats(redis_client(s), s.redis_prefix, self.clock, s.worker_heartbeat_s)
+        sampler = ProcessSampler(role, self.clock)
+        self._sampler = sampler
+        self._start("nanoedit-system-sample", lambda: stats.record(sampler.sample()))
 
 
 def install(settings: Settings, clock: Clock) -> Heartbeats:

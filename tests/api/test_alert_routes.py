@@ -5,42 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import fakeredis
 import jsonschema
 import pytest
 
-from api import create_app
 from api.openapi import openapi_document
 from monitoring.alerts import build_engine
 from monitoring.alerts.notifier import Notifier
 from monitoring.alerts.rules import RulesError, parse_rules
-from shared.blobs import MemoryBlobStore
 from shared.clock import FakeClock
-from shared.queueing import RecordingEnqueuer
 from shared.settings import Settings
+from tests.support.alert_app import RULE, AlertApp
 from tests.support.receiver import Receiver
 
-T0 = 1_700_000_000.0
-RULE = """
-[[rules]]
-name = "errors"
-group = "job_errors"
-severity = "critical"
-metric = "windows.5m.error_rate"
-op = ">"
-threshold = 0.1
-summary = "error rate {value:.0%}"
-"""
 
-
-class Env:
+class Env(AlertApp):
     def __init__(self, **settings: Any) -> None:
-        self.settings = Settings(**settings)
-        self.clock = FakeClock(T0)
-        self.r = fakeredis.FakeRedis(decode_responses=True)
-        app = create_app(self.settings, clock=self.clock, redis_conn=self.r, blobs=MemoryBlobStore(),
-                         enqueuer=RecordingEnqueuer())
-        self.client = app.test_client()
+        super().__init__(Settings(**settings))
 
     def fire(self, error_rate: float = 0.5) -> None:
         """What beat does: evaluate a report (only the log channel is configured)."""
