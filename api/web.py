@@ -2,7 +2,7 @@
 (docs/api.md#routes).
 
 Owns two HTML pages (`templates/index.html`, `templates/dashboard.html`) and their scripts and stylesheets
-(`static/submit.*`, `static/dashboard.*`), served by this blueprint because the app is built with
+(`static/submit.*`, `static/dashboard.*`, `static/charts.js`), served by this blueprint because the app is built with
 `static_folder=None`. The pages are plain clients of the public API (jobs, /v1, /readyz, and for the dashboard
 /v1/monitoring/* and /v1/admin/*): they must not reach into the job store (only the settings shape their CSP),
 and they load nothing from other hosts (the service often runs on machines without internet), which the

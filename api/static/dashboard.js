@@ -1,7 +1,7 @@
 // The operator dashboard: a plain client of the public API (no framework, nothing loaded from other hosts).
 // Every 5 s (backing off while the service does not answer) it reads the beat health report, /readyz, the fleet
 // limits, the circuit breaker, the firing alerts and the worker pools, and renders them; the controls call the
-// admin routes.
+// admin routes. After each poll it sends the report to charts.js ("nanoedit:report"), which draws the trends.
 // Only the one-line summary is an aria-live region: re-announcing every table each poll would be noise.
 // One file (~770 lines) on purpose: a plain script, no modules or bundler, like submit.js; its sections are
 // helpers, HTTP, rendering (one function per panel), polling, controls and start-up.
@@ -615,6 +615,8 @@
     renderAlerts(alerts, problems);
     renderScaling(last.report, last.limits, last.circuit || (last.report && last.report.circuit));
     renderSummary(problems); // before the pools, which may take the broadcast's timeout
+    // charts.js draws the trend charts and the system panel from the same poll (and the same report).
+    document.dispatchEvent(new CustomEvent("nanoedit:report", { detail: { report: last.report } }));
     const pools = await poolsReply;
     renderPools(pools);
 
