@@ -4,7 +4,6 @@ from recent finishes. Part of `JobStore` (a mixin over its private Redis handle 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import redis
 
