@@ -141,6 +141,8 @@ class Stack:
         # As in the Procfile: webhooks on a thread pool, generate on gevent (workers/concurrency.py).
         pool_type = pool_type or {"webhooks": "threads", "generate": "gevent"}.get(queue, "prefork")
         pool = ["-P", pool_type]
+        if pool_type == "gevent":  # as in the Procfile (docs/operations.md, "Running in production": why)
+            pool += ["--prefetch-multiplier", "4"]
         return self.spawn(name, ["celery", "-A", "workers.celery_app", "worker", "-Q", queue, "-n",
                                  f"{name}@%h", "-c", str(concurrency), *pool, "--without-mingle", "--without-gossip",
                                  "--loglevel", "INFO"], extra_env)
