@@ -27,10 +27,11 @@ class JobRead:
 
 
 class StatusReads(WaitingLines):
-    def read(self, job_id: str, owner: str | None = None) -> JobRead | None:
+    def read(self, job_id: str, owner: str | None = None, *, eta: bool = True) -> JobRead | None:
         """The job with its place in line, or None if unknown (or, with `owner`, not that owner's).
 
-        Raises Gone if it expired (deleted or past expires_at) and is not someone else's.
+        Raises Gone if it expired (deleted or past expires_at) and is not someone else's. With `eta=False` the
+        ETA is left out (None) rather than computed when the kept rate has lapsed.
         """
         k = self._keys
         pipe = self._r.pipeline(transaction=False)
@@ -53,6 +54,6 @@ class StatusReads(WaitingLines):
         if job.expires_at <= self.clock.now():
             raise Gone(f"job {job_id} expired at {job.expires_at:.0f}")
         position = None if job.terminal else next((int(r) + 1 for r in ranks if r is not None), None)
-        if position is None:
-            return JobRead(job, None, None)
+        if position is None or not eta:  # eta=False: never a second round trip for a lapsed rate
+            return JobRead(job, position, None)
         return JobRead(job, position, eta_s(position, float(rate) if rate is not None else self.refresh_rate()))

@@ -21,7 +21,7 @@ from typing import Any, cast
 import redis
 
 from shared.clock import Clock
-from shared.errors import Gone, job_error
+from shared.errors import job_error
 from shared.jobs.events import JobEvents
 from shared.jobs.expected import ExpectedGenerate, expected_member, expected_members
 from shared.jobs.keys import JobKeys
@@ -137,23 +137,10 @@ class JobStore(StatusReads, RequestMemory, ExpectedGenerate, Upkeep):
                        rate_per_s=float(rate) if rate is not None else None, admit_reply=reply)
 
     def get(self, job_id: str) -> Job | None:
-        """The job, or None if unknown. Raises Gone if it expired (deleted or past expires_at)."""
-        k = self._keys
-        pipe = self._r.pipeline(transaction=False)
-        pipe.hgetall(k.job(job_id))
-        pipe.hgetall(k.outputs(job_id))
-        pipe.lrange(k.attempts(job_id), 0, -1)
-        pipe.exists(k.gone(job_id))
-        pipe.hgetall(k.webhook(job_id))
-        h, outputs, attempts, gone, webhook = pipe.execute()
-        if not h:
-            if gone:
-                raise Gone(f"job {job_id} expired and was deleted")
-            return None
-        job = Job.from_hash(h, outputs, attempts, webhook)
-        if job.expires_at <= self.clock.now():
-            raise Gone(f"job {job_id} expired at {job.expires_at:.0f}")
-        return job
+        """The job, or None if unknown. Raises Gone if it expired (deleted or past expires_at). One round trip
+        (the status read, `shared/jobs/reads.py`; its place in line comes along and is dropped here)."""
+        read = self.read(job_id, eta=False)
+        return read.job if read is not None else None
 
     def owner_of(self, job_id: str) -> str | None:
         """The owner of a live or expired-but-not-yet-swept job; None if unknown or swept."""
