@@ -54,6 +54,7 @@ if [ -z "${NANOEDIT_REDIS_URL:-}" ]; then
     fi
     redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$redis_dir" \
       --appendonly yes --appendfsync everysec --maxmemory-policy noeviction --save "" \
+      --hash-max-listpack-value 1024 \
       --daemonize yes --pidfile "$pidfile" --logfile "$redis_dir/redis.log"
     for _ in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
   fi

@@ -255,6 +255,11 @@ class WebhookAttempt(_ReadsLikeJson):
                    state=WebhookState(d.get("state") or WebhookState.RETRYING))
 
 
+# Written even when empty: the fields scripts and readers expect on every record.
+_ALWAYS_WRITTEN = frozenset({"id", "owner", "status", "stage", "operation", "num_images", "instruction",
+                             "created_at", "expires_at", "deadline_at"})
+
+
 @dataclass(slots=True)
 class Job:
     """A job as read from Redis. Times are epoch seconds (float) or None."""
@@ -310,8 +315,10 @@ class Job:
         return [o for o in self.outputs.values() if o.status == status]
 
     def to_hash(self) -> dict[str, str]:
-        """The Redis hash fields written at creation (outputs/attempts live in their own keys)."""
-        return {
+        """The Redis hash fields written at creation (outputs/attempts live in their own keys). Fields at their
+        default (empty text, no parents, no options, 0) are left out: `from_hash` reads them back as defaults,
+        and every waiting job costs Redis memory (docs/operations.md, "Redis": ~2 KB per waiting job)."""
+        fields = {
             "id": self.id, "owner": self.owner, "status": str(self.status), "stage": str(self.stage),
             "operation": self.operation, "num_images": str(self.num_images),
             "instruction": self.instruction, "image_description": self.image_description,
@@ -325,6 +332,8 @@ class Job:
             "cancel_requested": "1" if self.cancel_requested else "0",
             "parents": json.dumps([p.to_dict() for p in self.parents]),
         }
+        defaults = ("", "[]", "{}", "0")
+        return {k: v for k, v in fields.items() if v not in defaults or k in _ALWAYS_WRITTEN}
 
     @classmethod
     def from_hash(cls, h: dict[str, str], outputs: dict[str, str] | None = None,

@@ -62,7 +62,8 @@ class RedisServer:
         self.dir = tempfile.mkdtemp(prefix="nanoedit-redis-")
         self.proc = subprocess.Popen(
             [self.binary, "--bind", "127.0.0.1", "--port", str(self.port), "--dir", self.dir, "--save", "",
-             "--appendonly", "no", "--maxmemory-policy", "noeviction", "--databases", "32"],
+             "--appendonly", "no", "--maxmemory-policy", "noeviction", "--databases", "32",
+             "--hash-max-listpack-value", "1024"],  # as deploy/up.sh configures the private Redis
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
         wait_for(lambda: _ping(client), 10, "redis-server")
