@@ -12,7 +12,7 @@ import redis
 import requests
 
 from tests.conftest import FIXTURES
-from tests.support.stack import RedisServer, Stack, start_stack, wait_for
+from tests.support.stack import RedisServer, Stack, start_stack, submit_until_generating
 
 pytestmark = pytest.mark.e2e
 
@@ -32,12 +32,7 @@ def test_sigterm_to_the_generate_main_process_lets_the_running_task_finish(slow_
     s = slow_stack
     r = redis.Redis.from_url(s.env["NANOEDIT_REDIS_URL"], decode_responses=True)
     # Given a job whose generate call (4 s) is in flight on instance "generate"
-    resp = requests.post(f"{s.url}/v1/jobs", timeout=30, data={"instruction": "grayscale"},
-                         files=[("image", ("a.png", (FIXTURES / "chelsea.png").read_bytes()))])
-    assert resp.status_code == 202
-    job_id = resp.json()["id"]
-    delivery_key = f"nanoedit:deliveries:{job_id}.generate.0.1"
-    wait_for(lambda: r.get(delivery_key), 60, "the generate task to start", 0.05)
+    job_id = submit_until_generating(s, (FIXTURES / "chelsea.png").read_bytes(), 60)
 
     # When the instance's main process (not its pool child) gets SIGTERM, as supervisord's stopsignal
     worker = s.procs["generate"].popen
@@ -47,5 +42,5 @@ def test_sigterm_to_the_generate_main_process_lets_the_running_task_finish(slow_
     assert worker.wait(60) == 0, s.procs["generate"].log()[-3000:]
     job = requests.get(f"{s.url}/v1/jobs/{job_id}", timeout=10).json()
     assert job["status"] == "succeeded", (job, s.logs())
-    assert int(r.get(delivery_key) or 0) == 1
+    assert int(r.get(f"nanoedit:deliveries:{job_id}.generate.0.1") or 0) == 1
     assert len(job["attempts"]) == 1 and len(job["outputs"]) == 1

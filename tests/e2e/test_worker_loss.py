@@ -11,7 +11,7 @@ import redis
 import requests
 
 from tests.conftest import FIXTURES
-from tests.support.stack import RedisServer, Stack, start_stack, wait_for
+from tests.support.stack import RedisServer, Stack, start_stack, submit_until_generating, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -29,12 +29,7 @@ def test_sigkilled_generate_worker_job_still_finishes(slow_stack: Stack) -> None
     s = slow_stack
     r = redis.Redis.from_url(s.env["NANOEDIT_REDIS_URL"], decode_responses=True)
     # Given a job whose generate call is in flight on worker instance "generate"
-    resp = requests.post(f"{s.url}/v1/jobs", timeout=30, data={"instruction": "grayscale"},
-                         files=[("image", ("a.png", (FIXTURES / "chelsea.png").read_bytes()))])
-    assert resp.status_code == 202
-    job_id = resp.json()["id"]
-    delivery_key = f"nanoedit:deliveries:{job_id}.generate.0.1"
-    wait_for(lambda: r.get(delivery_key), 30, "the generate task to start", 0.05)
+    job_id = submit_until_generating(s, (FIXTURES / "chelsea.png").read_bytes(), 30)
     time.sleep(1.0)  # inside the provider's 4 s call
 
     # When the whole worker instance (main process and pool children) is SIGKILLed
@@ -51,5 +46,6 @@ def test_sigkilled_generate_worker_job_still_finishes(slow_stack: Stack) -> None
 
     job = wait_for(terminal, 90, "the job to finish after the kill", 0.2)
     assert job["status"] == "succeeded", (job, s.logs())
-    assert int(r.get(delivery_key) or 0) == 2  # delivered twice: once to the killed worker, once after
+    # delivered twice: once to the killed worker, once after
+    assert int(r.get(f"nanoedit:deliveries:{job_id}.generate.0.1") or 0) == 2
     assert len(job["outputs"]) == 1

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 import redis
+import requests
 
 from shared.redis_conn import redis_client
 from shared.settings import Settings
@@ -244,3 +245,16 @@ def gemini_env(base_url: str, api_key: str = "test-key-not-real", **env: str) ->
     """Environment for a stack on the gemini provider pointed at a fake Gemini server."""
     return {"GEMINI_API_KEY": api_key, "NANOEDIT_PROVIDER": "auto", "NANOEDIT_GEMINI_BASE_URL": base_url,
             "NANOEDIT_RETRY_BASE_S": "0.05", **env}
+
+
+def submit_until_generating(stack: Stack, photo: bytes, timeout_s: float = 60) -> str:
+    """Submit a one-output job and wait until its first generate task has started (its delivery counter, the
+    poison guard's, exists): the id of a job whose provider call is in flight."""
+    r = redis.Redis.from_url(stack.env["NANOEDIT_REDIS_URL"], decode_responses=True)
+    resp = requests.post(f"{stack.url}/v1/jobs", timeout=30, data={"instruction": "grayscale"},
+                         files=[("image", ("a.png", photo))])
+    assert resp.status_code == 202, resp.text
+    job_id = str(resp.json()["id"])
+    wait_for(lambda: r.get(f"{stack.env.get('NANOEDIT_REDIS_PREFIX', 'nanoedit')}:deliveries:{job_id}.generate.0.1"),
+             timeout_s, "the generate task to start", 0.05)
+    return job_id
