@@ -31,15 +31,16 @@ from shared.jobs.model import (
     OutputStatus,
     PreparedInput,
 )
-from shared.jobs.options import Usage
+from shared.jobs.options import JobOptions, Usage
 from shared.queueing import GENERATE_QUEUE, PREPROCESS_QUEUE
 from shared.quota_reset import seconds_until_pacific_midnight
+from shared.settings import Settings
 from shared.usage_ledger import UsageLedger
 from workers.concurrency import call_with_deadline, offload
 from workers.context import WorkerContext
 from workers.output_bounds import bound_output
 from workers.output_format import convert_output
-from workers.providers.base import EditRequest, InputImage, NoImageGenerated, ProviderError, Retry
+from workers.providers.base import EditRequest, InputImage, NoImageGenerated, OutputImage, ProviderError, Retry
 from workers.retry import backoff_delay
 
 log = logging.getLogger("nanoedit.pipeline")
@@ -203,12 +204,10 @@ def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe
     except ProviderError as exc:
         duration_ms = round((ctx.clock.now() - started) * 1000)
         cost = _cost(ctx, job, exc.usage, 0)  # an answer without an image still bills its tokens
-        _attempt(ctx, job_id, index, attempt, exc.outcome, duration_ms, started, exc.code, usage=exc.usage,
-                 cost_usd=cost)
-        _count_usage(ctx, job, exc.usage, cost)
         rule = exc.rule
-        if rule.billed:
-            store.add_billed_call(job_id)
+        _attempt(ctx, job_id, index, attempt, exc.outcome, duration_ms, started, exc.code, usage=exc.usage,
+                 cost_usd=cost, billed=rule.billed)
+        _count_usage(ctx, job, exc.usage, cost)
         if rule.fleet_cooldown:  # our quota is spent: the whole fleet pauses, not just this task
             metrics.PROVIDER_RATE_LIMITED.labels(exc.outcome).inc()
             ctx.limiter.cooldown(exc.retry_after_hint_s or ctx.settings.rate_limit_cooldown_s)
@@ -225,25 +224,23 @@ def _call_provider(ctx: WorkerContext, job: Job, index: int, attempt: int, probe
         return _after_failure(ctx, job, index, attempt, exc)
     duration_ms = round((ctx.clock.now() - started) * 1000)
     ctx.breaker.record_success(probe=probe)
-    store.add_billed_call(job_id)
     cost = _cost(ctx, job, result.usage, len(result.images))
-    _attempt(ctx, job_id, index, attempt, ATTEMPT_SUCCEEDED, duration_ms, started, None,
-             usage=result.usage, cost_usd=cost)
+    canceled = _attempt(ctx, job_id, index, attempt, ATTEMPT_SUCCEEDED, duration_ms, started, None,
+                        usage=result.usage, cost_usd=cost, billed=True)
     _count_usage(ctx, job, result.usage, cost)
-    if store.cancel_requested(job_id):
+    if canceled:
         # Honest cancel: the call finished (and was billed) but its result is discarded.
         return _resolve(ctx, job, index, OutputResult.canceled(billed=True))
     if not result.images:
         return _after_failure(ctx, job, index, attempt, NoImageGenerated("provider returned no image"))
     store.set_stage(job_id, JobStage.STORING)
-    # Decoding and converting pixels is CPU work: off the generate pool's event loop (workers/concurrency.py).
-    image, refused = offload(bound_output, result.images[0], ctx.settings)  # bytes, pixels, long edge
-    if refused is None:
-        image, refused = offload(convert_output, image, job.options)  # only when output_format was asked for
-    if refused is not None:
-        return _resolve(ctx, job, index, OutputResult.failed(refused))
+    # Decoding and converting pixels is CPU work: off the generate pool's event loop (workers/concurrency.py),
+    # in one hand-off to a native thread.
+    image, meta, refused = offload(_checked_output, result.images[0], ctx.settings, job.options)
+    if refused is not None or meta is None:
+        return _resolve(ctx, job, index, OutputResult.failed(refused or job_error(
+            "internal_error", "the output was checked but not described")))
     ctx.blobs.put(output_key(job_id, index), image.data)
-    meta = offload(_output_meta, image.data, image.mime_type)
     if result.text:
         store.set_text(job_id, result.text)
     return _resolve(ctx, job, index, meta)
@@ -307,6 +304,18 @@ def _cost(ctx: WorkerContext, job: Job, usage: Usage | None, images: int) -> flo
     return cost
 
 
+def _checked_output(raw: OutputImage, settings: Settings,
+                    options: JobOptions) -> tuple[OutputImage, OutputResult | None, JobError | None]:
+    """The provider's image bounded (bytes, pixels, long edge), converted when output_format asks for it and
+    described: (image, its result, None), or (image, None, the output's error)."""
+    image, refused = bound_output(raw, settings)
+    if refused is None:
+        image, refused = convert_output(image, options)
+    if refused is not None:
+        return image, None, refused
+    return image, _output_meta(image.data, image.mime_type), None
+
+
 def _output_meta(data: bytes, mime_type: str | None = None) -> OutputResult:
     from PIL import Image
 
@@ -318,12 +327,15 @@ def _output_meta(data: bytes, mime_type: str | None = None) -> OutputResult:
 
 
 def _attempt(ctx: WorkerContext, job_id: str, index: int, n: int, outcome: str, duration_ms: int,
-             at: float, code: str | None, *, usage: Usage | None = None, cost_usd: float | None = None) -> None:
-    ctx.store.add_attempt(job_id, Attempt(output=index, n=n, outcome=outcome, at=rfc3339(at),
-                                          duration_ms=duration_ms, error_code=code, usage=usage,
-                                          cost_usd=cost_usd))
+             at: float, code: str | None, *, usage: Usage | None = None, cost_usd: float | None = None,
+             billed: bool = False) -> bool:
+    """Record one provider call (attempts, billed count, monitoring); True if the client asked to cancel."""
+    canceled = ctx.store.add_attempt(job_id, Attempt(output=index, n=n, outcome=outcome, at=rfc3339(at),
+                                                     duration_ms=duration_ms, error_code=code, usage=usage,
+                                                     cost_usd=cost_usd), billed=billed)
     ctx.recorder.provider_call(job_id, index, n, outcome=outcome, duration_s=duration_ms / 1000)
     metrics.PROVIDER_CALL_DURATION.labels(outcome).observe(duration_ms / 1000)
+    return canceled
 
 
 def _resolve(ctx: WorkerContext, job: Job, index: int, result: OutputResult) -> RetryLater | None:
@@ -351,19 +363,22 @@ def finalize(ctx: WorkerContext, job_id: str, *, force: bool = False) -> bool:
     succeeded = job.outputs_with(OutputStatus.SUCCEEDED)
     failed = job.outputs_with(OutputStatus.FAILED)
     if job.canceling:
+        status = JobStatus.CANCELED
         result = ctx.store.finish_canceled(job_id, generate_done_at=now)
     elif len(succeeded) == job.num_images:
-        result = ctx.store.finish(job_id, JobStatus.SUCCEEDED, generate_done_at=now)
+        status = JobStatus.SUCCEEDED
+        result = ctx.store.finish(job_id, status, generate_done_at=now)
         if result.ok:
             ctx.store.remember_result(job.request_hash, job_id, ctx.settings.cache_ttl_s)
     elif succeeded:
-        result = ctx.store.finish(job_id, JobStatus.PARTIALLY_SUCCEEDED, generate_done_at=now,
-                                  error=failed[0].error if failed else None)
+        status = JobStatus.PARTIALLY_SUCCEEDED
+        result = ctx.store.finish(job_id, status, generate_done_at=now, error=failed[0].error if failed else None)
     else:
+        status = JobStatus.FAILED
         error = (failed[0].error if failed else None) or job_error("internal_error", "no output was produced")
-        result = ctx.store.finish(job_id, JobStatus.FAILED, generate_done_at=now, error=error)
-    if result.ok:
-        log.info("job finished", extra={"job_id": job_id, "status": ctx.store.status_of(job_id)})
+        result = ctx.store.finish(job_id, status, generate_done_at=now, error=error)
+    if result.ok:  # ok: this call wrote `status`
+        log.info("job finished", extra={"job_id": job_id, "status": status.value})
     return result.ok
 
 

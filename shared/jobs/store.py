@@ -300,11 +300,16 @@ class JobStore(StatusReads, RequestMemory, ExpectedGenerate, Upkeep):
         """Output `index` will not be produced; returns how many outputs are resolved (-1: job gone)."""
         return self.record_output(job_id, index, OutputResult.failed(error))
 
-    def add_attempt(self, job_id: str, attempt: Attempt) -> None:
-        self._r.rpush(self._keys.attempts(job_id), json.dumps(attempt.to_dict()))
-
-    def add_billed_call(self, job_id: str) -> None:
-        self._r.hincrby(self._keys.job(job_id), "billed_calls", 1)
+    def add_attempt(self, job_id: str, attempt: Attempt, *, billed: bool = False) -> bool:
+        """Append one provider call to the job's attempts (and count it as billed) in one round trip; returns
+        whether the client has asked to cancel meanwhile (what the caller checks next)."""
+        k = self._keys
+        pipe = self._r.pipeline(transaction=False)
+        pipe.rpush(k.attempts(job_id), json.dumps(attempt.to_dict()))
+        if billed:
+            pipe.hincrby(k.job(job_id), "billed_calls", 1)
+        pipe.hget(k.job(job_id), "cancel_requested")
+        return pipe.execute()[-1] == "1"
 
     # -- result cache hits (the lookups are in RequestMemory) ---------------------------------------
     def finish_from_cache(self, job_id: str, cached: Job) -> bool:
