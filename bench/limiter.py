@@ -17,7 +17,7 @@ request to the last:
   successful calls/min = (200 answers − 1) ÷ (last − first request start) × 60 (exact for evenly spaced calls),
   utilisation = that ÷ rpm; 429s; max in-flight at the fake; plus wall time (first submit → last job
   terminal, from the job records), jobs succeeded and p50/p95 job latency (server `total_ms`). The issue asks for
-  A: utilisation ≥ 97 %, 0 × 429, max in-flight ≤ cap. Figures, not asserts (shared, noisy machines).
+  A: utilisation ≥ 99 %, 0 × 429, max in-flight ≤ cap. Figures, not asserts (shared, noisy machines).
 
     python -m bench.limiter [--jobs 300] [--rpm 120] [--latency-s 2] [--cap 6]
 
@@ -287,8 +287,8 @@ def report(a: RunResult, b: RunResult, args: argparse.Namespace, command: str) -
             extra.append("job errors " + ", ".join(f"{k}={v}" for k, v in sorted(r.errors.items())))
         extra.append("provider statuses " + ", ".join(f"{k}={v}" for k, v in sorted(r.by_status.items())))
         print(f"  {r.name}: " + "; ".join(extra))
-    verdict = (util(a) >= 97, a.by_status.get("429", 0) == 0, a.max_in_flight <= args.cap)
-    print(f"  issue targets for A: utilisation ≥ 97 % {'met' if verdict[0] else 'NOT met'}; "
+    verdict = (util(a) >= 99, a.by_status.get("429", 0) == 0, a.max_in_flight <= args.cap)
+    print(f"  issue targets for A: utilisation ≥ 99 % {'met' if verdict[0] else 'NOT met'}; "
           f"429s = 0 {'met' if verdict[1] else 'NOT met'}; max in-flight ≤ cap {'met' if verdict[2] else 'NOT met'}")
 
 

@@ -231,6 +231,24 @@ def test_acquire_blocking_gives_up_after_max_wait(limiter: FleetLimiter) -> None
     assert len(sleeps) == 3
 
 
+def test_acquire_blocking_sleeps_a_rate_wait_exactly_without_jitter(limiter: FleetLimiter) -> None:
+    # Given rpm=120 (one admission every 0.5 s) and one admission just made
+    limiter.set_config(rpm=120)
+    limiter.try_acquire("a")
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+        limiter.r.delete(limiter.tat_requests_key)  # the next admission time has come
+
+    # When another caller waits for the next admission
+    result = limiter.acquire_blocking("b", max_wait_s=2, clock=HookedClock(sleep), rng=random.Random(3))
+
+    # Then it slept the script's wait to the millisecond (no jitter: late wake-ups leave quota unused)
+    assert result.granted
+    assert len(sleeps) == 1 and 0.49 < sleeps[0] <= 0.5
+
+
 def test_acquire_blocking_returns_at_once_when_the_wait_outlasts_the_budget(limiter: FleetLimiter) -> None:
     limiter.set_config(rpm=6)  # next request in 10 s
     limiter.try_acquire("a")
