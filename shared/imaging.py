@@ -1,7 +1,8 @@
 """Light, synchronous image inspection: is this upload an image we accept, and how big is it?
 
 Two levels: `inspect_header` (the web process: headers only, never a pixel decoded) and `inspect_image` (the
-preprocess worker: the same checks plus verify and a decode of the first frame).
+same checks plus verify and a decode of the first frame). The preprocess worker runs the same steps itself
+(`inspect_header`, `verify_structure`, then `load_strict` on the decode it needs anyway), so it decodes once.
 
 Owns the acceptance rules shared by the API (before a job is accepted) and the preprocess worker (before it
 converts): the allowed formats, identification by content only (names and Content-Type are never trusted),
@@ -9,7 +10,8 @@ the byte limit, the pixel limit (a decompression-bomb guard read from the header
 decoded) and the truncation/corruption check. Every refusal is a `ClientInputError` with its public code.
 
 It must stay light, because the web process imports it: PIL core only (no resampling, no encoding, no
-worker code). HEIC/HEIF is accepted when `pillow_heif` is importable; it is imported lazily, once.
+worker code). HEIC/HEIF is accepted when `pillow_heif` is importable; it is imported lazily, once, and only
+when an upload carries an ISO-BMFF `ftyp` box (every other upload is opened with the core plugins alone).
 
 Pillow's own bomb guard (`Image.MAX_IMAGE_PIXELS`, a process global) still runs inside `Image.open`; the
 limit that decides here is the explicit `max_pixels` argument. Pillow's hard error (above twice its global)
@@ -79,8 +81,11 @@ def open_image(data: bytes) -> ImageFile.ImageFile:
     Applies the Pillow-level guards only; callers that have not run `inspect_image` must check the
     pixel limit themselves before loading.
     """
+    # HEIF needs an ISO-BMFF "ftyp" box at offset 4 (pillow_heif's own test), so other uploads never pay for
+    # importing its native library (~4-5 MB of RSS per process).
+    formats = allowed_formats() if data[4:8] == b"ftyp" else _CORE_FORMATS
     try:
-        return Image.open(io.BytesIO(data), formats=allowed_formats())
+        return Image.open(io.BytesIO(data), formats=formats)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # The warning only arrives as an exception when a warnings filter escalates it.
         raise _pillow_bomb_guard() from exc
@@ -131,14 +136,22 @@ def inspect_image(data: bytes, *, max_bytes: int, max_pixels: int, max_frames: i
     open, JPEG loaded at 1/8 scale so the check stays cheap).
     """
     info = inspect_header(data, max_bytes=max_bytes, max_pixels=max_pixels, max_frames=max_frames)
-    with _strict_decoding():
-        with open_image(data) as im:
-            _guard(im.verify)
-        with open_image(data) as im:
-            if im.format in ("JPEG", "MPO"):
-                im.draft(None, (max(1, info.width // 8), max(1, info.height // 8)))
-            _guard(im.load)
+    verify_structure(data)
+    with _strict_decoding(), open_image(data) as im:
+        if im.format in ("JPEG", "MPO"):
+            im.draft(None, (max(1, info.width // 8), max(1, info.height // 8)))
+        _guard(im.load)
     return info
+
+
+def verify_structure(data: bytes) -> None:
+    """Pillow's `verify()` on a fresh open (PNG chunk CRCs, container structure), no pixel decoded.
+
+    With `inspect_header` before it and a `load_strict` of frame 0 after it, this is `inspect_image` for a
+    caller that decodes the frame anyway (the preprocess worker): the picture is then decoded once, not twice.
+    """
+    with _strict_decoding(), open_image(data) as im:
+        _guard(im.verify)
 
 
 def load_strict(im: ImageFile.ImageFile) -> None:
