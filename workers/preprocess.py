@@ -26,6 +26,7 @@ Filter: LANCZOS for every downscale (two 1-D passes, support 3 target pixels), n
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import sys
@@ -280,9 +281,21 @@ def _to_srgb(image: Image.Image, icc: bytes, out_mode: str) -> Image.Image:
     a palette image), leaves the pixels as they are.
     """
     try:
-        converted = ImageCms.profileToProfile(
-            image, ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
-            outputMode=out_mode)
+        transform = _srgb_transform(icc, image.mode, out_mode)
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return image
-    return converted if converted is not None else image
+    if transform is None:
+        return image
+    try:
+        return transform.apply(image)
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return image
+
+
+@functools.lru_cache(maxsize=32)
+def _srgb_transform(icc: bytes, in_mode: str, out_mode: str) -> ImageCms.ImageCmsTransform | None:
+    """Little CMS transform from `icc` to sRGB, built once per profile and modes: uploads from one camera or
+    phone carry the same few profiles, and building a transform cost more than applying it to a 2048 px
+    image (~1.9 of 3.5 ms on a 451x300 photo, cProfile). A profile that cannot be read raises (not cached)."""
+    return ImageCms.buildTransform(ImageCms.ImageCmsProfile(io.BytesIO(icc)), ImageCms.createProfile("sRGB"),
+                                   in_mode, out_mode)
