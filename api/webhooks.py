@@ -63,10 +63,13 @@ def redeliver(job_id: str) -> tuple[Response, int]:
         raise Conflict(f"job {job_id} is {job.status.value}; its webhook is sent when it finishes",
                        suggestion="Wait for a terminal status (poll GET /v1/jobs/{id}); the webhook is sent then.")
     svc.store.webhooks.redeliver(job_id, keep_until=job.expires_at)
+    # The answer is the delivery as this request left it (pending): read before the fast path below, whose worker
+    # may claim and even finish it before a later read (a race the e2e test hit on a loaded machine).
+    view = _delivery_view(svc, job)
     try:  # fast path; the outbox entry is due now and beat's dispatcher sends it anyway
         svc.enqueuer.webhook(job_id)
     except Exception:
         log.warning("redeliver: enqueue failed; the dispatcher will send it", exc_info=True,
                     extra={"job_id": job_id})
     log.info("webhook redelivery requested", extra={"job_id": job_id})
-    return jsonify(_delivery_view(svc, job)), 202
+    return jsonify(view), 202

@@ -1,11 +1,12 @@
 """Job change notifications: a small pub/sub message at every status or stage change, and the web process's one
 listener that wakes the requests waiting on a job (`Prefer: wait`, `GET /v1/jobs/{id}/events`).
 
-- **Publish.** `JobStore` calls `JobEvents.publish` right after each successful status/stage compare-and-set, on
-  one channel per deployment (`P:jobevents`, `shared.jobs.keys`), message `{"id", "status", "stage"}` (stage ""
-  when the write did not set one). Pub/sub is fire-and-forget: a message published while nobody listens, or lost
-  with a connection, is gone. Waiters therefore always re-read the job after a wake-up and also re-read it every
-  `POLL_S` seconds, so a lost message only delays an answer, never loses it.
+- **Publish.** Each successful status/stage compare-and-set publishes from inside its own script
+  (`publish_change_lua`: the write and its message in one round trip, and no message for a write that did not
+  happen), on one channel per deployment (`P:jobevents`, `shared.jobs.keys`), message `{"id", "status",
+  "stage"}` (stage "" when the write did not set one). Pub/sub is fire-and-forget: a message published while
+  nobody listens, or lost with a connection, is gone. Waiters therefore always re-read the job after a wake-up
+  and also re-read it every `POLL_S` seconds, so a lost message only delays an answer, never loses it.
 - **Listen.** `JobEvents.subscribe(job_id)` registers a `Subscription` (bounded by `max_waiters` per process) and
   starts, on first use, one listener thread (a greenlet under gunicorn's gevent worker, whose monkey patching
   makes `threading` cooperative) holding one Redis pub/sub connection: 1,000 waiters cost one connection, not
@@ -21,7 +22,9 @@ import json
 import logging
 import threading
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -31,6 +34,21 @@ from shared.jobs.keys import JobKeys
 log = logging.getLogger("nanoedit.jobs.events")
 
 POLL_S = 5.0  # fallback re-read of a waited-on job (a pub/sub message can be lost)
+
+
+EventArgs = tuple[str, str, str, str]  # job id, channel ("" = publish nothing), new status ("" = as it was), stage
+
+
+def publish_change_lua(job_id: str, channel: str, status: str, stage: str) -> str:
+    """Lua for a status script to publish the change it just made (`cur`: the status before): the message of
+    `JobEvents.publish`, built from the script arguments named here (e.g. "ARGV[2]")."""
+    return f"""
+if {channel} ~= '' then
+  local status = {status}
+  if status == '' then status = cur end
+  redis.call('PUBLISH', {channel}, cjson.encode({{id = {job_id}, status = status, stage = {stage}}}))
+end
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,12 +106,14 @@ class JobEvents:
         self._listener: threading.Thread | None = None
 
     # -- publishing ---------------------------------------------------------------------------------
-    def publish(self, job_id: str, status: str, stage: str) -> None:
-        """Best effort: a failed publish is logged and never fails the write it follows."""
-        try:
-            self._r.publish(self._channel, json.dumps({"id": job_id, "status": status, "stage": stage}))
-        except redis.RedisError:
-            log.warning("job event not published", extra={"job_id": job_id}, exc_info=True)
+    def event_args(self, job_id: str, fields: Mapping[str, Any]) -> EventArgs:
+        """The arguments of PUBLISH_CHANGE for a write of `fields` (the job's status/stage): the status
+        scripts (JobStore._UPDATE_IF, the outbox's terminal write) publish the change themselves, in the
+        round trip of the write and only if it happened. An empty status means "the status it had"."""
+        return (job_id, self._channel, str(fields.get("status") or ""), str(fields.get("stage") or ""))
+
+    def no_event(self, job_id: str) -> EventArgs:
+        return (job_id, "", "", "")
 
     # -- subscribing --------------------------------------------------------------------------------
     @property

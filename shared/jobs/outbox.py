@@ -26,16 +26,19 @@ from typing import Any, cast
 import redis
 
 from shared.clock import Clock
+from shared.jobs.events import EventArgs, publish_change_lua
 from shared.jobs.keys import JobKeys
 from shared.jobs.model import WebhookAttempt, WebhookDelivery, WebhookState
 
-# KEYS: job hash, webhook hash, due zset. ARGV: allowed statuses (csv), job id, now, pending, then field/value
-# pairs (the terminal fields, status included). The status CAS of JobStore._UPDATE_IF plus the outbox entry.
+# KEYS: job hash, webhook hash, due zset. ARGV: allowed statuses (csv), job id, now, pending, the change event
+# (channel, status, stage: shared/jobs/events.py), then field/value pairs (the terminal fields, status
+# included). The status CAS of JobStore._UPDATE_IF plus the outbox entry and the change event.
 _FINISH_IF = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {-1, ''} end
 if not string.find(',' .. ARGV[1] .. ',', ',' .. cur .. ',', 1, true) then return {0, cur} end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
+""" + publish_change_lua("ARGV[2]", "ARGV[5]", "ARGV[6]", "ARGV[7]") + """
 local url = redis.call('HGET', KEYS[1], 'webhook_url')
 if url and url ~= '' then
   local status = redis.call('HGET', KEYS[1], 'status')
@@ -140,13 +143,14 @@ class WebhookOutbox:
         self._redeliver = r.register_script(_REDELIVER)
         self._take_due = r.register_script(_TAKE_DUE)
 
-    def finish_if(self, job_id: str, statuses: Iterable[str], flat_fields: list[str]) -> tuple[int, str]:
-        """The terminal status CAS, creating the delivery in the same script. Returns (code, previous status)
-        with the codes of `JobStore._UPDATE_IF`: 1 written, 0 other status, -1 no such job."""
+    def finish_if(self, job_id: str, statuses: Iterable[str], flat_fields: list[str],
+                  event: EventArgs) -> tuple[int, str]:
+        """The terminal status CAS, creating the delivery and publishing the change in the same script. Returns
+        (code, previous status) with the codes of `JobStore._UPDATE_IF`: 1 written, 0 other status, -1 no job."""
         k = self._keys
         code, prev = self._finish_if(keys=[k.job(job_id), k.webhook(job_id), k.webhooks_due],
                                      args=[",".join(statuses), job_id, repr(self.clock.now()),
-                                           WebhookState.PENDING.value, *flat_fields])
+                                           WebhookState.PENDING.value, *event[1:], *flat_fields])
         return int(code), str(prev)
 
     def claim(self, job_id: str, lease_s: float) -> WebhookClaim | None:

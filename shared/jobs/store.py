@@ -22,7 +22,7 @@ import redis
 
 from shared.clock import Clock
 from shared.errors import job_error
-from shared.jobs.events import JobEvents
+from shared.jobs.events import JobEvents, publish_change_lua
 from shared.jobs.expected import ExpectedGenerate, expected_member, expected_members
 from shared.jobs.keys import JobKeys
 from shared.jobs.model import (
@@ -46,13 +46,15 @@ from shared.jobs.waiting import WAITING_QUEUES
 log = logging.getLogger("nanoedit.jobs")
 
 # KEYS[1] = job hash. ARGV[1] = comma-separated statuses the job must be in (callers list them all).
-# ARGV[2..] = field/value pairs to set. Returns {1, old} on success, {0, old} when
+# ARGV[2..5] = the change event (job id, channel ('' = none), new status ('' = unchanged), new stage: EventArgs).
+# ARGV[6..] = field/value pairs to set. Returns {1, old} on success, {0, old} when
 # the job is in another status, {-1, ""} when it does not exist.
 _UPDATE_IF = """
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {-1, ''} end
 if not string.find(',' .. ARGV[1] .. ',', ',' .. cur .. ',', 1, true) then return {0, cur} end
-if #ARGV > 1 then redis.call('HSET', KEYS[1], unpack(ARGV, 2)) end
+if #ARGV > 5 then redis.call('HSET', KEYS[1], unpack(ARGV, 6)) end
+""" + publish_change_lua("ARGV[2]", "ARGV[3]", "ARGV[4]", "ARGV[5]") + """
 return {1, cur}
 """
 
@@ -166,12 +168,14 @@ class JobStore(StatusReads, RequestMemory, ExpectedGenerate, Upkeep):
         flat: list[str] = []
         for name, value in fields.items():
             flat += [name, _encode(value)]
+        # The change event goes out from the same script (one round trip, and only when the write happened).
+        event = self.events.event_args(job_id, fields) if ("status" in fields or "stage" in fields) \
+            else self.events.no_event(job_id)
         if fields.get("status") in TERMINAL:  # the terminal write records the webhook owed in the same script
-            code, prev = self.webhooks.finish_if(job_id, statuses, flat)
+            code, prev = self.webhooks.finish_if(job_id, statuses, flat, event)
         else:
-            code, prev = self._update_if_script(keys=[self._keys.job(job_id)], args=[",".join(statuses), *flat])
-        if int(code) == 1 and ("status" in fields or "stage" in fields):
-            self.events.publish(job_id, str(fields.get("status") or prev), str(fields.get("stage") or ""))
+            code, prev = self._update_if_script(keys=[self._keys.job(job_id)],
+                                                args=[",".join(statuses), *event, *flat])
         return CasResult(ok=int(code) == 1, previous=(JobStatus(str(prev)) if int(code) != -1 else None))
 
     def transition(self, job_id: str, to: JobStatus | str, fields: dict[str, Any] | None = None) -> CasResult:
