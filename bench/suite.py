@@ -24,16 +24,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.faults_bench import FaultsScenario
 from bench.figures import Figure, Scenario
 from bench.http_bench import HttpScenario
 from bench.inflight import InFlightScenario
 from bench.legacy import LimiterScenario, PipelineScenario
+from bench.overhead_bench import OverheadScenario
 from bench.preprocess_bench import PreprocessScenario
 from bench.waiting_bench import WaitingScenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS: list[Scenario] = [HttpScenario(), PreprocessScenario(), WaitingScenario(), PipelineScenario(),
-                             InFlightScenario(), LimiterScenario()]
+                             OverheadScenario(), InFlightScenario(), FaultsScenario(), LimiterScenario()]
 
 
 def machine() -> dict[str, Any]:
