@@ -73,7 +73,7 @@ class Settings:
     gemini_lease_s: float = 0.0  # 0 = derive: the generate task's hard time limit + 10 s
     quota_wait_s: float = 2.0  # a generate task waits this long in its slot for quota before re-queueing
     rate_limit_cooldown_s: float = 10.0  # fleet pause after a 429 without RetryInfo
-    circuit_failures: int = 5
+    circuit_failures: int = 10  # consecutive transient failures (why 10: shared/circuit.py)
     circuit_failure_ratio: float = 0.5
     circuit_min_calls: int = 20
     circuit_window_s: float = 60.0
@@ -246,7 +246,7 @@ class Settings:
             gemini_lease_s=read_float(env, "NANOEDIT_GEMINI_LEASE_S", 0.0, 0.0),
             quota_wait_s=read_float(env, "NANOEDIT_QUOTA_WAIT_S", 2.0, 0.0),
             rate_limit_cooldown_s=read_float(env, "NANOEDIT_RATE_LIMIT_COOLDOWN_S", 10.0, 0.0),
-            circuit_failures=read_int(env, "NANOEDIT_CIRCUIT_FAILURES", 5, 1),
+            circuit_failures=read_int(env, "NANOEDIT_CIRCUIT_FAILURES", 10, 1),
             circuit_failure_ratio=read_float(env, "NANOEDIT_CIRCUIT_FAILURE_RATIO", 0.5, 0.01),
             circuit_min_calls=read_int(env, "NANOEDIT_CIRCUIT_MIN_CALLS", 20, 1),
             circuit_window_s=read_float(env, "NANOEDIT_CIRCUIT_WINDOW_S", 60.0, 1.0),

@@ -28,7 +28,7 @@ def trip(cb: CircuitBreaker) -> None:
 
 
 def test_opens_after_n_consecutive_failures(redis_db: redis.Redis, clock: FakeClock) -> None:
-    cb = make(redis_db, clock)
+    cb = make(redis_db, clock, consecutive_failures=5)
     # Given four transient failures in a row, the circuit is still closed
     for _ in range(4):
         assert cb.record_failure() == "closed"
@@ -41,7 +41,7 @@ def test_opens_after_n_consecutive_failures(redis_db: redis.Redis, clock: FakeCl
 
 
 def test_a_success_in_between_resets_the_consecutive_count(redis_db: redis.Redis, clock: FakeClock) -> None:
-    cb = make(redis_db, clock)
+    cb = make(redis_db, clock, consecutive_failures=5)
     # Given four failures, one success, four failures (9 calls: below min_calls, so the ratio cannot trip)
     for _ in range(4):
         cb.record_failure()
@@ -249,7 +249,7 @@ def test_force_open_holds_until_forced_closed(redis_db: redis.Redis, clock: Fake
 
 
 def test_history_records_each_transition_with_its_reason(redis_db: redis.Redis, clock: FakeClock) -> None:
-    cb = make(redis_db, clock, open_s=30)
+    cb = make(redis_db, clock, open_s=30, consecutive_failures=5)
     start = clock.now()
     # Given a full cycle: trip, probe fails, probe succeeds, operator opens
     trip(cb)
