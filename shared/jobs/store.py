@@ -38,7 +38,7 @@ from shared.jobs.model import (
     PreparedInput,
 )
 from shared.jobs.outbox import WebhookOutbox
-from shared.jobs.reads import StatusReads
+from shared.jobs.reads import READ_SCRIPT, StatusReads
 from shared.jobs.requests import RequestMemory
 from shared.jobs.upkeep import Upkeep
 from shared.jobs.waiting import WAITING_QUEUES
@@ -105,6 +105,7 @@ class JobStore(StatusReads, RequestMemory, ExpectedGenerate, Upkeep):
         self.on_terminal = on_terminal  # called once per job, by the winner of the terminal write
         self._update_if_script = r.register_script(_UPDATE_IF)
         self._record_output = r.register_script(_RECORD_OUTPUT)
+        self._read_script = r.register_script(READ_SCRIPT)  # the status read (shared/jobs/reads.py)
         self.webhooks = WebhookOutbox(r, self._keys, clock)
         self.events = JobEvents(r, self._keys, clock)  # change notifications (waiting clients)
 
