@@ -1,4 +1,9 @@
-"""/healthz (the process answers) and /readyz (it can do useful work: Redis, live workers per queue, beat)."""
+"""/healthz (the process answers) and /readyz (it can do useful work: Redis, live workers per queue, beat).
+
+`/readyz?scope=web` judges only what this web process needs to accept and answer requests (Redis): the probe for
+a load balancer or a Kubernetes Service, so a worker outage leaves the web serving (jobs queue and wait) instead
+of taking every web instance out of rotation. The default scope, `service`, judges the whole service.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,10 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
-def readiness() -> dict[str, Any]:
+SCOPES = ("service", "web")
+
+
+def readiness(scope: str = "service") -> dict[str, Any]:
     svc = services()
     liveness = svc.liveness()
     checks: dict[str, Any] = {}
@@ -28,6 +36,8 @@ def readiness() -> dict[str, Any]:
         checks["redis"] = {"ok": True}
     except Exception as exc:
         checks["redis"] = {"ok": False, "error": type(exc).__name__}
+        return checks
+    if scope == "web":  # what accepting and answering needs; the pools and beat are the service's business
         return checks
     for q, live in liveness.live_counts(QUEUES).items():
         checks[f"workers_{q}"] = {"ok": live > 0, "live": live}
@@ -41,7 +51,7 @@ def readiness() -> dict[str, Any]:
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     detailed = _flag(request.args.getlist("detailed"))
-    checks = readiness()
+    checks = readiness(_scope(request.args.getlist("scope")))
     failing = [name for name, c in checks.items() if not c.get("ok")]
     if not failing:
         body: dict[str, Any] = {"status": "ready"}
@@ -60,6 +70,17 @@ def readyz() -> tuple[Response, int]:
 
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _scope(values: list[str]) -> str:
+    """`scope`: absent = service; service or web; anything else (or repeated) is a 400."""
+    if not values:
+        return "service"
+    if len(values) == 1 and values[0] in SCOPES:
+        return values[0]
+    raise ClientInputError(f"scope={values[0][:20]!r}", code="invalid_request",
+                           suggestion="Use ?scope=service (the whole service, the default) or ?scope=web (only what "
+                                      "this web process needs: Redis).")
 
 
 def _flag(values: list[str]) -> bool:

@@ -335,7 +335,11 @@ def _job_paths(s: Settings) -> dict[str, Any]:
 
 def _meta_paths() -> dict[str, Any]:
     ready_params = [{"name": "detailed", "in": "query", "required": False,
-                     "description": "true adds each check's result.", "schema": {"type": "boolean"}}]
+                     "description": "true adds each check's result.", "schema": {"type": "boolean"}},
+                    {"name": "scope", "in": "query", "required": False,
+                     "description": "service (default): Redis, a live worker per queue, beat. web: only what this "
+                                    "web process needs to accept and answer (Redis): for load balancers.",
+                     "schema": {"type": "string", "enum": ["service", "web"], "default": "service"}}]
     return {
         "/": {"get": _op("submitPage", "web", "The submit page (HTML): upload images, follow the job, download",
                          _responses({200: {"description": "The page.", "headers": _headers(),

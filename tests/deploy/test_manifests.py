@@ -229,7 +229,7 @@ def test_health_checks_name_their_own_process() -> None:
         name = container["args"][0]
         if name == "web":
             assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert container["readinessProbe"]["httpGet"]["path"] == "/readyz?scope=web"
             continue
         probes = [container[p] for p in ("startupProbe", "livenessProbe") if p in container]
         assert probes and all(p["exec"]["command"] == ["python", "deploy/healthcheck.py", name] for p in probes)
