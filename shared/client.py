@@ -75,7 +75,7 @@ class NanoeditClient:
     """`NanoeditClient("http://127.0.0.1:8000", api_key=...)`; every method returns parsed JSON or raises."""
 
     def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 30,
-                 admin_token: str | None = None) -> None:
+                 admin_token: str | None = None, operator: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.session = requests.Session()
@@ -84,6 +84,10 @@ class NanoeditClient:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
         if admin_token:
             self.session.headers["X-Admin-Token"] = admin_token
+        if operator:  # who acts, for the audit log of operator actions (GET /v1/monitoring/audit)
+            # A header value must be latin-1: a login name outside ASCII is sent with "?" for those characters.
+            self.session.headers["X-Operator"] = "".join(
+                c if c.isascii() and c.isprintable() else "?" for c in operator)[:64]
 
     def close(self) -> None:
         self.session.close()

@@ -29,7 +29,7 @@ _BAD_ENDINGS = frozenset({JobStatus.FAILED, JobStatus.CANCELED, JobStatus.PARTIA
 _COMMANDS = ("submit", "models", "usage", "status", "cancel", "list", "report", "limits", "circuit", "alerts",
              "silence", "fake-gemini", "hash-key", *cli_pools.COMMANDS)
 _DURATION = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_GLOBAL_WITH_VALUE = ("--url", "--api-key", "--admin-token")
+_GLOBAL_WITH_VALUE = ("--url", "--api-key", "--admin-token", "--operator")
 
 
 def _default_url() -> str:
@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-token", default=os.environ.get("NANOEDIT_ADMIN_TOKEN") or None,
                    help="operator token for `limits`, `circuit`, `alerts` and `silence` "
                         "(default: $NANOEDIT_ADMIN_TOKEN)")
+    p.add_argument("--operator", default=os.environ.get("NANOEDIT_OPERATOR") or os.environ.get("USER") or None,
+                   help="who acts, sent as X-Operator and shown in the audit log of operator actions "
+                        "(default: $NANOEDIT_OPERATOR, else $USER)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     s = sub.add_parser("submit", help="submit a job")
@@ -269,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_ERROR
     if args.command == "hash-key":
         return _hash_key(args)
-    client = NanoeditClient(args.url, api_key=args.api_key, admin_token=args.admin_token)
+    client = NanoeditClient(args.url, api_key=args.api_key, admin_token=args.admin_token, operator=args.operator)
     try:
         if args.command == "submit":
             return _submit(client, args)

@@ -302,6 +302,18 @@ def test_cli_limits_and_circuit_for_operators(server: Server, capsys: pytest.Cap
     assert "suggestion" in capsys.readouterr().err
 
 
+def test_cli_names_the_operator_in_the_audit_log(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given an operator who names themselves (a non-ASCII name is sent with "?" for those characters)
+    # When they force the circuit open and then closed through the CLI
+    assert main(["--url", server.url, "--operator", "alice", "circuit", "--force", "open"]) == 0
+    assert main(["--url", server.url, "--operator", "zoë", "circuit", "--force", "closed"]) == 0
+    capsys.readouterr()
+    # Then the audit log says who did each
+    rows = requests.get(f"{server.url}/v1/monitoring/audit", timeout=10).json()["entries"]
+    by = [r["actor"] for r in rows if r["action"].startswith("circuit")]
+    assert by[:2] == ["zo?", "alice"]
+
+
 def test_cli_alerts_and_silences_for_operators(server: Server, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--url", server.url, "alerts"]) == 0
     assert json.loads(capsys.readouterr().out)["alerts"] == []
