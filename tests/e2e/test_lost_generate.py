@@ -24,7 +24,7 @@ from shared.jobs.store import JobStore
 from shared.queueing import Enqueuer
 from shared.settings import Settings
 from tests.conftest import FIXTURES
-from tests.support.stack import RedisServer, Stack, make_stack, wait_for
+from tests.support.stack import RedisServer, Stack, make_stack, starting, wait_for
 from workers.maintenance import lost_generate_grace_s
 
 pytestmark = pytest.mark.e2e
@@ -40,16 +40,12 @@ def lost_stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFacto
     redis.Redis.from_url(url).flushdb()
     s = make_stack(url, tmp_path_factory.mktemp("lost-generate"), NANOEDIT_CACHE_TTL_S="0",
                    NANOEDIT_RECONCILE_INTERVAL_S=str(RECONCILE_S))
-    try:
+    with starting(s):
         s.start_worker("preprocess", 1)
         s.start_beat()
         s.start_api()
         s.wait_api()
         s.wait_live(("preprocess",))
-    except Exception:
-        print(s.logs())
-        s.stop()
-        raise
     yield s
     s.stop()
 

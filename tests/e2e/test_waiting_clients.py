@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from tests.conftest import FIXTURES
-from tests.support.stack import RedisServer, Stack, make_stack
+from tests.support.stack import RedisServer, Stack, make_stack, starting
 from tests.support.waiters import hold_waiters, raise_open_files
 
 pytestmark = pytest.mark.e2e
@@ -37,15 +37,11 @@ def stack(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -
     url = redis_server.url(6)
     redis.Redis.from_url(url).flushdb()
     s = make_stack(url, tmp_path_factory.mktemp("waiting"), NANOEDIT_LOCAL_DELAY_S="0.5")
-    try:
+    with starting(s):
         s.start_worker("generate", 2)
         s.start_api()
         s.wait_api()
         s.wait_live(("generate",))
-    except Exception:
-        print(s.logs())
-        s.stop()
-        raise
     yield s
     s.stop()
 

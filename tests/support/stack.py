@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +212,17 @@ def make_stack(redis_url: str, data_dir: Path, **overrides: str) -> Stack:
     return Stack(env=env, data_dir=data_dir, port=port)
 
 
+@contextlib.contextmanager
+def starting(s: Stack) -> Iterator[Stack]:
+    """Start processes of `s` inside; on a start-up failure print every process log and stop what was started."""
+    try:
+        yield s
+    except Exception:
+        print(s.logs())
+        s.stop()
+        raise
+
+
 def start_stack(redis_url: str, data_dir: Path, *, preprocess: int = 1, generate: tuple[int, ...] = (2,),
                 beat: bool = False, flush: bool = True, generate_env: dict[str, str] | None = None,
                 webhooks: int = 2, generate_pool: str | None = None, **env: str) -> Stack:
@@ -222,7 +233,7 @@ def start_stack(redis_url: str, data_dir: Path, *, preprocess: int = 1, generate
     s = make_stack(redis_url, data_dir, **env)
     if flush:
         redis.Redis.from_url(redis_url).flushdb()
-    try:
+    with starting(s):
         s.start_worker("preprocess", preprocess)
         for n, concurrency in enumerate(generate, start=1):
             s.start_worker("generate", concurrency, name="generate" if len(generate) == 1 else f"gen{n}",
@@ -234,10 +245,6 @@ def start_stack(redis_url: str, data_dir: Path, *, preprocess: int = 1, generate
         s.start_api()
         s.wait_api()
         s.wait_live()
-    except Exception:
-        print(s.logs())
-        s.stop()
-        raise
     return s
 
 
