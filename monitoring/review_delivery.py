@@ -20,7 +20,6 @@ is sent here through the same endpoint, one attempt per run (the marker's lapse 
 from __future__ import annotations
 
 import logging
-import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -75,13 +74,7 @@ def send_review(channel: ReviewChannel, subject: str, text: str, timeout_s: floa
     mail = EmailMessage()
     mail["Subject"], mail["From"], mail["To"] = subject[:200], channel.sender, ", ".join(channel.to)
     mail.set_content(text)
-    factory = smtplib.SMTP_SSL if channel.ssl else smtplib.SMTP
-    with factory(channel.host, channel.port, timeout=timeout_s) as smtp:
-        if channel.starttls:
-            smtp.starttls()
-        if channel.user:
-            smtp.login(channel.user, channel.password)
-        smtp.send_message(mail)
+    channel.submit(mail, timeout_s)
 
 
 @dataclass(slots=True)

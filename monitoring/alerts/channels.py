@@ -169,20 +169,24 @@ class EmailChannel:
         mail["Subject"], mail["From"], mail["To"] = message.title[:200], self.sender, ", ".join(to)
         mail["Message-ID"] = f"<{message.id}@nanoedit>"
         mail.set_content(render_text(message))
-        factory = smtplib.SMTP_SSL if self.ssl else smtplib.SMTP
         try:
-            with factory(self.host, self.port, timeout=timeout_s) as smtp:
-                if self.starttls:
-                    smtp.starttls()
-                if self.user:
-                    smtp.login(self.user, self.password)
-                smtp.send_message(mail)
+            self.submit(mail, timeout_s)
         except smtplib.SMTPRecipientsRefused:
             return SendResult(False, None, "SMTPRecipientsRefused", retryable=False)
         except smtplib.SMTPResponseException as exc:
             return SendResult(False, exc.smtp_code, f"{type(exc).__name__} {exc.smtp_code}",
                               retryable=exc.smtp_code < 500)
         return SendResult(True, 250)
+
+    def submit(self, mail: EmailMessage, timeout_s: float) -> None:
+        """One SMTP session for `mail` (TLS, STARTTLS and login as configured); raises smtplib's errors."""
+        factory = smtplib.SMTP_SSL if self.ssl else smtplib.SMTP
+        with factory(self.host, self.port, timeout=timeout_s) as smtp:
+            if self.starttls:
+                smtp.starttls()
+            if self.user:
+                smtp.login(self.user, self.password)
+            smtp.send_message(mail)
 
 
 class LogChannel:
