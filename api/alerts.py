@@ -19,7 +19,7 @@ from api.auth import require_admin
 from api.bodies import OPERATOR_JSON_BYTES, read_json_object
 from api.services import services
 from monitoring.alerts import build_engine, check_config
-from monitoring.alerts.model import FIRING, INACTIVE, PENDING
+from monitoring.alerts.model import FIRING, INACTIVE, PENDING, AlertState
 from monitoring.alerts.silences import (
     MATCHER_KEYS,
     MAX_DURATION_S,
@@ -112,16 +112,22 @@ def list_alerts() -> Response:
     return jsonify({**meta, "alerts": rows[:_limit()]})
 
 
-@bp.post("/v1/monitoring/alerts/<alert_id>/ack")
-def ack_alert(alert_id: str) -> Response:
-    alerts, _ = _stores()
-    body = _body()
+def firing_alert(alerts: AlertStore, alert_id: str, *, message: str, suggestion: str) -> AlertState:
+    """The alert `alert_id` if it is firing: 404 when unknown, 409 (`message`, `suggestion`) in another state."""
     st = alerts.get(alert_id)
     if st is None:
         raise NotFound(f"no alert {alert_id[:100]!r}", suggestion="GET /v1/monitoring/alerts?state=all lists them.")
     if st.state != FIRING:
-        raise Conflict(f"alert {alert_id!r} is {st.state}, not firing", message="Only a firing alert can be "
-                       "acknowledged.", suggestion="Acknowledge it while it fires; a silence mutes it ahead.")
+        raise Conflict(f"alert {alert_id[:100]!r} is {st.state}, not firing", message=message, suggestion=suggestion)
+    return st
+
+
+@bp.post("/v1/monitoring/alerts/<alert_id>/ack")
+def ack_alert(alert_id: str) -> Response:
+    alerts, _ = _stores()
+    body = _body()
+    st = firing_alert(alerts, alert_id, message="Only a firing alert can be acknowledged.",
+                      suggestion="Acknowledge it while it fires; a silence mutes it ahead.")
     by, comment = str(body.get("by") or "operator")[:100], str(body.get("comment") or "")[:500]
     ack = alerts.ack(st, by=by, comment=comment)
     audit("alert.ack", target=st.id, details={"episode": st.episode, "comment": comment}, given_actor=by)

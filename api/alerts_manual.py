@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from api.alerts import _body, _stores
+from api.alerts import _body, _stores, firing_alert
 from api.audit import ACTOR_MAX, actor, audit
 from api.monitoring import reporter
 from api.services import services
@@ -29,10 +29,10 @@ from monitoring.alerts.manual import (
     METADATA_VALUE_MAX,
     ManualAlerts,
 )
-from monitoring.alerts.model import FIRING, AlertState
+from monitoring.alerts.model import AlertState
 from monitoring.alerts.rules import SEVERITIES
 from monitoring.alerts.store import AlertStore
-from shared.errors import ClientInputError, Conflict, NotFound
+from shared.errors import ClientInputError, Conflict
 
 bp = Blueprint("alerts_manual", __name__)
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -137,12 +137,8 @@ def resolve_alert(alert_id: str) -> Response:
     _fields(body, _RESOLVE_FIELDS)
     by = _text(body, "resolved_by", ACTOR_MAX, required=True)
     comment = _text(body, "comment", COMMENT_MAX)
-    st = alerts.get(alert_id)
-    if st is None:
-        raise NotFound(f"no alert {alert_id[:100]!r}", suggestion="GET /v1/monitoring/alerts?state=all lists them.")
-    if st.state != FIRING:
-        raise Conflict(f"alert {alert_id[:100]!r} is {st.state}, not firing", message="Only a firing alert can "
-                       "be resolved.", suggestion="A pending alert clears by itself; a resolved one is done.")
+    st = firing_alert(alerts, alert_id, message="Only a firing alert can be resolved.",
+                      suggestion="A pending alert clears by itself; a resolved one is done.")
     ManualAlerts(svc.redis, svc.settings.redis_prefix, svc.clock).request_resolve(st, by=by, comment=comment)
     alerts.append_history([alerts.event("resolve_requested", st, by=by, comment=comment)])
     audit("alert.resolve", target=st.id, before={"state": st.state, "episode": st.episode},
